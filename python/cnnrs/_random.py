@@ -1,0 +1,19 @@
+"""The package's seedable random source (weight init, shuffling, dropout
+masks drawn on the Python side). ``cnnrs.manual_seed(s)`` makes runs repeat."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_state = {"rng": np.random.default_rng()}
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seeds cnnrs's random generator; returns it."""
+    _state["rng"] = np.random.default_rng(int(seed))
+    return _state["rng"]
+
+
+def generator() -> np.random.Generator:
+    """The current generator."""
+    return _state["rng"]
