@@ -37,3 +37,15 @@ def relu(input: Any, inplace: bool = False) -> Tensor:
 def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Flattens dims ``start_dim..end_dim`` (inclusive) into one."""
     return Tensor._wrap(_native.flatten(_t(input)._v, start_dim, end_dim))
+
+
+# --- convolution ------------------------------------------------------------
+
+
+# --- pooling ------------------------------------------------------------------
+
+
+# --- linear -------------------------------------------------------------------
+
+
+# --- softmax and losses -------------------------------------------------------

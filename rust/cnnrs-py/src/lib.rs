@@ -7,7 +7,12 @@ use cnnrs_core::CnnError;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+mod conv;
+mod linear;
+mod loss;
 mod ops;
+mod optim;
+mod pool;
 mod var;
 
 pub use var::PyVar;
@@ -48,5 +53,10 @@ pub(crate) fn compute<T: Send>(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVar>()?;
     ops::register(m)?;
+    conv::register(m)?;
+    pool::register(m)?;
+    linear::register(m)?;
+    loss::register(m)?;
+    optim::register(m)?;
     Ok(())
 }

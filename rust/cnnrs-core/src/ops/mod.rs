@@ -2,6 +2,10 @@
 //! `reference.rs` (the test oracle) and tests, side by side.
 
 pub mod activation;
+pub mod conv2d;
 pub mod elementwise;
+pub mod linear;
+pub mod loss;
+pub mod pool2d;
 pub mod reduce;
 pub mod shape;

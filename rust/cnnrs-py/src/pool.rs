@@ -1,0 +1,7 @@
+//! Bindings for the pool ops (translation only).
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}
