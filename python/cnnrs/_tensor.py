@@ -32,7 +32,9 @@ def _to_f32_array(data: Any, op: str = "tensor") -> np.ndarray:
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError) as e:
-        raise TypeError(f"{op}: cannot convert {type(data).__name__} to a float32 array: {e}") from e
+        raise TypeError(
+            f"{op}: cannot convert {type(data).__name__} to a float32 array: {e}"
+        ) from e
     kind = arr.dtype.kind
     if kind in _REFUSED_KINDS:
         raise TypeError(

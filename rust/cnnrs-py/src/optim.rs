@@ -1,7 +1,55 @@
-//! Bindings for the optim ops (translation only).
+//! Bindings for the optimizers: state lives in Rust; Python passes the
+//! group's hyper-parameters at every step (so LR schedules just edit them).
 
+use std::sync::Mutex;
+
+use cnnrs_core::optim::{Sgd, SgdConfig};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::{compute, PyVar};
+
+#[pyclass(name = "Sgd", module = "cnnrs._native", frozen)]
+struct PySgd {
+    inner: Mutex<Sgd>,
+}
+
+#[pymethods]
+impl PySgd {
+    #[new]
+    fn new(params: Vec<PyRef<'_, PyVar>>) -> Self {
+        let vars = params.iter().map(|p| p.v.clone()).collect();
+        Self {
+            inner: Mutex::new(Sgd::new(vars)),
+        }
+    }
+
+    /// One update of every parameter that has a gradient, GIL released.
+    fn step(
+        &self,
+        py: Python<'_>,
+        lr: f32,
+        momentum: f32,
+        dampening: f32,
+        weight_decay: f32,
+        nesterov: bool,
+    ) -> PyResult<()> {
+        let cfg = SgdConfig {
+            lr,
+            momentum,
+            dampening,
+            weight_decay,
+            nesterov,
+        };
+        let mut guard = self.inner.lock().map_err(|_| {
+            PyRuntimeError::new_err("SGD: optimizer state poisoned by an earlier failure")
+        })?;
+        let opt: &mut Sgd = &mut guard;
+        compute(py, move || opt.step(&cfg))
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySgd>()?;
     Ok(())
 }

@@ -1,0 +1,6 @@
+"""Data: the bundled digits, MNIST-format readers, batching."""
+
+from .datasets import MNIST, FashionMNIST, TensorDataset, load_digits, read_idx
+from .loader import DataLoader
+
+__all__ = ["load_digits", "read_idx", "TensorDataset", "MNIST", "FashionMNIST", "DataLoader"]

@@ -1,0 +1,121 @@
+"""Training and evaluation loops used by the CLI (and usable from scripts),
+plus the data preparation of each built-in dataset."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+from ._progress import Progress
+from ._tensor import Tensor, no_grad
+from .data import MNIST, DataLoader, FashionMNIST, load_digits
+from .nn import functional as F
+
+__all__ = ["resize_bilinear", "prepare_dataset", "train_epoch", "evaluate", "DIGITS_TEST_FRACTION"]
+
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+
+def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
+    """Resizes (N, H, W) images to (N, size, size), bilinear with
+    ``align_corners=False`` (PyTorch's default), as data preparation."""
+
+    def weights(n_in: int, n_out: int) -> np.ndarray:
+        m = np.zeros((n_out, n_in), dtype=np.float64)
+        scale = n_in / n_out
+        for o in range(n_out):
+            src = max((o + 0.5) * scale - 0.5, 0.0)
+            i0 = min(int(np.floor(src)), n_in - 1)
+            i1 = min(i0 + 1, n_in - 1)
+            t = src - i0
+            m[o, i0] += 1.0 - t
+            m[o, i1] += t
+        return m
+
+    wh = weights(images.shape[1], size)
+    ww = weights(images.shape[2], size)
+    return np.einsum("oh,nhw,pw->nop", wh, images.astype(np.float64), ww).astype(np.float32)
+
+
+def prepare_dataset(name: str, data_dir: Optional[str] = None, image_size: int = 32
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """Loads a built-in dataset as normalised float32 (N, 1, 32, 32) arrays.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test, split_description)``.
+
+    ``digits`` is split with a fixed seed into 80% train / 20% held-out test;
+    ``fashion-mnist`` and ``mnist`` use their official 60,000/10,000 split and
+    are padded from 28x28 to 32x32.
+    """
+    name = name.lower()
+    if name == "digits":
+        x, y = load_digits()
+        x = resize_bilinear(x / 16.0, image_size)[:, None]
+        order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(y))
+        n_test = int(round(len(y) * DIGITS_TEST_FRACTION))
+        test, train = order[:n_test], order[n_test:]
+        split = (f"digits: {len(train)} train / {len(test)} held-out test images "
+                 f"(random split, seed {DIGITS_SPLIT_SEED})")
+        xtr, ytr, xte, yte = x[train], y[train], x[test], y[test]
+    elif name in ("fashion-mnist", "fashion_mnist", "fashionmnist", "mnist"):
+        if data_dir is None:
+            raise ValueError(f"dataset {name!r} needs --data-dir (the folder with the IDX files)")
+        cls = MNIST if name == "mnist" else FashionMNIST
+        tr, te = cls(data_dir, train=True), cls(data_dir, train=False)
+        pad = (image_size - 28) // 2
+        padding = ((0, 0), (0, 0), (pad, image_size - 28 - pad), (pad, image_size - 28 - pad))
+        xtr, ytr = np.pad(tr.images(), padding), tr.targets
+        xte, yte = np.pad(te.images(), padding), te.targets
+        split = f"{name}: official split, {len(ytr)} train / {len(yte)} test images"
+    else:
+        raise ValueError(f"unknown dataset {name!r}; known: digits, fashion-mnist, mnist")
+    mean, std = float(xtr.mean()), float(xtr.std()) + 1e-8
+    xtr = ((xtr - mean) / std).astype(np.float32)
+    xte = ((xte - mean) / std).astype(np.float32)
+    return xtr, ytr, xte, yte, split
+
+
+def train_epoch(model, loader: DataLoader, optimizer, desc: str = "",
+                schedule: Optional[Callable[[], None]] = None) -> Dict[str, float]:
+    """One pass over ``loader``; returns mean loss and training accuracy."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    with Progress(len(loader), desc=desc) as bar:
+        for xb, yb in loader:
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule()
+            n = len(yb)
+            total_loss += loss.item() * n
+            correct += int((logits.numpy().argmax(1) == yb).sum())
+            seen += n
+            bar.update(1, f"loss {total_loss / seen:.4f}")
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1)}
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> Dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on arrays, in eval mode
+    and without recording a graph."""
+    model.eval()
+    correct, total_loss = 0, 0.0
+    with no_grad():
+        for start in range(0, len(y), batch_size):
+            xb = Tensor(x[start:start + batch_size])
+            yb = y[start:start + batch_size]
+            logits = model(xb)
+            total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+            correct += int((logits.numpy().argmax(1) == yb).sum())
+    return {"accuracy": correct / max(len(y), 1), "loss": total_loss / max(len(y), 1)}
+
+
+def default_out(model: str, dataset: str) -> str:
+    """Where ``cnnrs train`` saves weights when ``--out`` is not given."""
+    return os.path.join(os.getcwd(), f"{model}-{dataset}.safetensors")
