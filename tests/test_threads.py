@@ -1,0 +1,104 @@
+"""Thread-count control, fork safety, GIL release and thread safety."""
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import cnnrs
+from cnnrs import nn
+from cnnrs.optim import SGD
+
+
+def parallel_work(seed=0):
+    """Something that runs on the pool (a big parameter update)."""
+    rng = np.random.default_rng(seed)
+    p = nn.Parameter(rng.standard_normal(300_000).astype(np.float32))
+    p.grad = np.ones(300_000, dtype=np.float32)
+    SGD([p], lr=0.5).step()
+    return float(p.numpy().sum())
+
+
+def test_set_and_get_num_threads():
+    old = cnnrs.get_num_threads()
+    try:
+        cnnrs.set_num_threads(1)
+        assert cnnrs.get_num_threads() == 1
+        one = parallel_work()
+        cnnrs.set_num_threads(3)
+        assert cnnrs.get_num_threads() == 3
+        assert parallel_work() == one
+    finally:
+        cnnrs.set_num_threads(old)
+    with pytest.raises(ValueError, match="at least 1"):
+        cnnrs.set_num_threads(0)
+    with pytest.raises(TypeError, match="set_num_threads"):
+        cnnrs.set_num_threads(2.0)
+
+
+def test_env_variable_sets_default():
+    code = "import cnnrs; print(cnnrs.get_num_threads())"
+    env = dict(os.environ, CNNRS_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "3"
+
+
+def _child(q):
+    q.put(parallel_work(1))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX-only")
+def test_fork_after_pool_use_does_not_deadlock():
+    parallel_work()  # start the pool in the parent
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q,))
+    p.start()
+    p.join(timeout=60)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive, "child process hung after fork"
+    assert p.exitcode == 0
+    assert q.get(timeout=5) == parallel_work(1)
+
+
+def test_python_threads_give_serial_results():
+    serial = [parallel_work(s) for s in range(6)]
+    results = [None] * 6
+
+    def run(i):
+        results[i] = parallel_work(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == serial
+
+
+def test_grad_mode_is_per_thread():
+    seen = {}
+
+    def worker():
+        seen["enabled"] = cnnrs.is_grad_enabled()
+
+    with cnnrs.no_grad():
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    assert seen["enabled"] is True
+
+
+def test_import_is_light():
+    code = ("import sys, cnnrs; heavy = [m for m in ('torch', 'scipy', 'pandas', 'matplotlib', "
+            "'cnnrs.nn', 'cnnrs.models') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
