@@ -3,9 +3,11 @@
 from . import functional, init
 from .layers import Flatten, Identity, ReLU
 from .module import Module, ModuleList, Parameter, Sequential
+from .normalization import BatchNorm1d, BatchNorm2d
 
 __all__ = [
     "functional", "init",
     "Module", "ModuleList", "Parameter", "Sequential",
     "Flatten", "Identity", "ReLU",
+    "BatchNorm1d", "BatchNorm2d",
 ]

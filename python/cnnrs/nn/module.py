@@ -174,7 +174,8 @@ class Module:
                     out[f"{mprefix}.{name}" if mprefix else name] = p.detach()
             for name, b in m._buffers.items():
                 if b is not None:
-                    out[f"{mprefix}.{name}" if mprefix else name] = b.detach()
+                    key = f"{mprefix}.{name}" if mprefix else name
+                    out[key] = b.detach() if isinstance(b, Tensor) else np.array(b)
         return out
 
     def load_state_dict(self, state_dict: Dict[str, Any], strict: bool = True):
@@ -206,9 +207,12 @@ class Module:
         for k, (m, name, _) in own.items():
             if k not in state_dict:
                 continue
-            arr = _to_f32_array(state_dict[k], "load_state_dict")
             cur = m._parameters[name] if name in m._parameters else m._buffers[name]
-            if tuple(arr.shape) != cur.shape:
+            if isinstance(cur, Tensor):
+                arr = _to_f32_array(state_dict[k], "load_state_dict")
+            else:  # a numpy buffer (e.g. num_batches_tracked) keeps its dtype
+                arr = np.asarray(state_dict[k]).astype(cur.dtype)
+            if tuple(arr.shape) != tuple(cur.shape):
                 mismatched.append(
                     f"{k}: copying a param with shape {tuple(arr.shape)}, "
                     f"the shape in the current model is {cur.shape}"
@@ -229,7 +233,10 @@ class Module:
         for k, arr in values.items():
             m, name, _ = own[k]
             cur = m._parameters[name] if name in m._parameters else m._buffers[name]
-            cur._v.set_value(np.ascontiguousarray(arr))
+            if isinstance(cur, Tensor):
+                cur._v.set_value(np.ascontiguousarray(arr))
+            else:
+                m._buffers[name] = arr.copy()
         return missing, unexpected
 
     # --- repr -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 mod conv;
 mod linear;
 mod loss;
+mod norm;
 mod ops;
 mod optim;
 mod pool;
@@ -58,5 +59,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     linear::register(m)?;
     loss::register(m)?;
     optim::register(m)?;
+    norm::register(m)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod conv2d;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
+pub mod norm;
 pub mod pool2d;
 pub mod reduce;
 pub mod shape;
