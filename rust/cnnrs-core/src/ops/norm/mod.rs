@@ -138,7 +138,7 @@ pub fn forward(
     let (n, c, hw) = dims(x)?;
     check_vec("weight", gamma, c, x.shape())?;
     check_vec("bias", beta, c, x.shape())?;
-    if !(p.eps >= 0.0) || !p.momentum.is_finite() {
+    if p.eps.is_nan() || p.eps < 0.0 || !p.momentum.is_finite() {
         return Err(arg_err!(
             "batch_norm: invalid eps {} or momentum {}",
             p.eps,
