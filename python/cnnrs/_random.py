@@ -9,8 +9,13 @@ _state = {"rng": np.random.default_rng()}
 
 
 def manual_seed(seed: int) -> np.random.Generator:
-    """Seeds cnnrs's random generator; returns it."""
-    _state["rng"] = np.random.default_rng(int(seed))
+    """Seeds cnnrs's random generators (the Python one for initialisation and
+    shuffling, and the Rust one for dropout masks); returns the Python one."""
+    from . import _native
+
+    seed = int(seed)
+    _native.manual_seed(seed % (1 << 64))
+    _state["rng"] = np.random.default_rng(seed)
     return _state["rng"]
 
 

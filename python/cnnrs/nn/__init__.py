@@ -1,6 +1,7 @@
 """Layers and containers with PyTorch's names: ``cnnrs.nn``."""
 
 from . import functional, init
+from .dropout import Cutout, Dropout, Dropout2d, MaxPoolDropout2d
 from .layers import Flatten, Identity, ReLU
 from .module import Module, ModuleList, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
@@ -10,4 +11,5 @@ __all__ = [
     "Module", "ModuleList", "Parameter", "Sequential",
     "Flatten", "Identity", "ReLU",
     "BatchNorm1d", "BatchNorm2d",
+    "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d",
 ]

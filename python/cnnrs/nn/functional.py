@@ -12,7 +12,8 @@ from typing import Any, Optional
 from .. import _native
 from .._tensor import Tensor, as_tensor
 
-__all__ = ["relu", "flatten", "batch_norm"]
+__all__ = ["relu", "flatten", "batch_norm", "dropout", "dropout2d", "cutout",
+           "max_pool_dropout2d"]
 
 
 def _t(x: Any) -> Tensor:
@@ -50,6 +51,82 @@ def batch_norm(input: Any, running_mean: Optional[Tensor], running_var: Optional
     return Tensor._wrap(_native.batch_norm(
         _t(input)._v, opt(running_mean), opt(running_var), opt(weight), opt(bias),
         bool(training), float(momentum), float(eps)))
+
+
+def _check_p(op: str, p: Any) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p!r}")
+    return float(p)
+
+
+def _pos_int(op: str, name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
+    if v < 1:
+        raise ValueError(f"{op}: {name} must be at least 1, got {v}")
+    return v
+
+
+def _pair(op: str, name: str, v: Any) -> tuple:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair, got {v!r}")
+        return (_pos_int(op, name, v[0]), _pos_int(op, name, v[1]))
+    v = _pos_int(op, name, v)
+    return (v, v)
+
+
+def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Inverted dropout: in training, zero each element with probability ``p``
+    and scale the others by ``1/(1-p)``; identity otherwise. Masks come from
+    the generator seeded by ``cnnrs.manual_seed``.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1].
+    """
+    return Tensor._wrap(_native.dropout(_t(input)._v, _check_p("dropout", p), bool(training)))
+
+
+def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Spatial dropout: zero whole ``(n, c)`` feature maps of ``(N, C, H, W)``
+    input with probability ``p``, scale the others by ``1/(1-p)``.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1], or input of rank < 3.
+    """
+    return Tensor._wrap(_native.dropout2d(_t(input)._v, _check_p("dropout2d", p),
+                                          bool(training)))
+
+
+def cutout(input: Any, size: int, training: bool = True) -> Tensor:
+    """Cutout (DeVries & Taylor 2017): per image of ``(N, C, H, W)`` input,
+    zero one ``size x size`` square centred at a uniformly drawn pixel
+    (clipped at the borders) in every channel. Identity when not training.
+
+    Raises:
+        ValueError: non-4-D input or ``size < 1``.
+    """
+    return Tensor._wrap(_native.cutout(_t(input)._v, _pos_int("cutout", "size", size),
+                                       bool(training)))
+
+
+def max_pool_dropout2d(input: Any, kernel_size, stride=None, p: float = 0.5,
+                       training: bool = True, eval_mode: str = "weighted") -> Tensor:
+    """Max-pooling dropout (Wu & Gu 2015); see :class:`cnnrs.nn.MaxPoolDropout2d`.
+
+    Shape: ``(N, C, H, W)`` -> ``(N, C, (H - kH)//sH + 1, (W - kW)//sW + 1)``.
+
+    Raises:
+        ValueError: bad ``p``, kernel or stride, non-4-D input, kernel larger
+            than the input, unknown ``eval_mode``.
+    """
+    op = "max_pool_dropout2d"
+    k = _pair(op, "kernel_size", kernel_size)
+    s = k if stride is None else _pair(op, "stride", stride)
+    if eval_mode not in ("weighted", "max"):
+        raise ValueError(f"{op}: eval_mode must be 'weighted' or 'max', got {eval_mode!r}")
+    return Tensor._wrap(_native.max_pool_dropout(_t(input)._v, k, s, _check_p(op, p),
+                                                 bool(training), eval_mode == "weighted"))
 
 
 def relu(input: Any, inplace: bool = False) -> Tensor:

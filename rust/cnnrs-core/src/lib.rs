@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod ops;
 pub mod optim;
 pub mod parallel;
+pub mod rng;
 pub mod tensor;
 
 #[cfg(test)]

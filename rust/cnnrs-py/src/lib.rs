@@ -8,6 +8,7 @@ use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 mod conv;
+mod dropout;
 mod linear;
 mod loss;
 mod norm;
@@ -60,5 +61,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     loss::register(m)?;
     optim::register(m)?;
     norm::register(m)?;
+    dropout::register(m)?;
     Ok(())
 }

@@ -106,6 +106,16 @@ impl Drop for VarInner {
 #[derive(Clone)]
 pub struct Var(Arc<VarInner>);
 
+impl std::fmt::Debug for Var {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Var")
+            .field("shape", &self.shape())
+            .field("requires_grad", &self.requires_grad())
+            .field("grad_fn", &self.grad_fn_name())
+            .finish()
+    }
+}
+
 fn lock_err() -> CnnError {
     CnnError::InvalidArgument("autograd: a lock was poisoned by an earlier failure".into())
 }
