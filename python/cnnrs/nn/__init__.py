@@ -3,6 +3,7 @@
 from . import functional, init
 from .dropout import Cutout, Dropout, Dropout2d, MaxPoolDropout2d
 from .layers import Flatten, Identity, ReLU
+from .local import LocallyConnected2d
 from .module import Module, ModuleList, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
 
@@ -11,5 +12,5 @@ __all__ = [
     "Module", "ModuleList", "Parameter", "Sequential",
     "Flatten", "Identity", "ReLU",
     "BatchNorm1d", "BatchNorm2d",
-    "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d",
+    "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d", "LocallyConnected2d",
 ]

@@ -13,7 +13,7 @@ from .. import _native
 from .._tensor import Tensor, as_tensor
 
 __all__ = ["relu", "flatten", "batch_norm", "dropout", "dropout2d", "cutout",
-           "max_pool_dropout2d"]
+           "max_pool_dropout2d", "locally_connected2d"]
 
 
 def _t(x: Any) -> Tensor:
@@ -127,6 +127,43 @@ def max_pool_dropout2d(input: Any, kernel_size, stride=None, p: float = 0.5,
         raise ValueError(f"{op}: eval_mode must be 'weighted' or 'max', got {eval_mode!r}")
     return Tensor._wrap(_native.max_pool_dropout(_t(input)._v, k, s, _check_p(op, p),
                                                  bool(training), eval_mode == "weighted"))
+
+
+def _nonneg_pair(op: str, name: str, v: Any) -> tuple:
+    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(pair) != 2:
+        raise ValueError(f"{op}: {name} must be an int or a pair, got {v!r}")
+    for e in pair:
+        if isinstance(e, bool) or not isinstance(e, int):
+            raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+        if e < 0:
+            raise ValueError(f"{op}: {name} must be non-negative, got {v!r}")
+    return pair
+
+
+def locally_connected2d(input: Any, weight: Any, bias: Optional[Any] = None, stride=1,
+                        padding=0) -> Tensor:
+    """A convolution without weight sharing: each output position has its own
+    filters (Keras' ``LocallyConnected2D``; not in PyTorch).
+
+    Args:
+        input: ``(N, C_in, H, W)``.
+        weight: ``(H_out, W_out, C_out, C_in, kH, kW)``.
+        bias: optional ``(C_out, H_out, W_out)``.
+        stride, padding: int or pair (zero padding).
+
+    Shape: ``H_out = (H + 2*padding - kH) // stride + 1`` (same for W); the
+    output is ``(N, C_out, H_out, W_out)``.
+
+    Raises:
+        ValueError: rank, channel or output-size mismatch between input and
+            weight, bad bias shape, non-positive stride, negative padding.
+    """
+    op = "locally_connected2d"
+    s = _pair(op, "stride", stride)
+    p = _nonneg_pair(op, "padding", padding)
+    b = None if bias is None else _t(bias)._v
+    return Tensor._wrap(_native.locally_connected2d(_t(input)._v, _t(weight)._v, b, s, p))
 
 
 def relu(input: Any, inplace: bool = False) -> Tensor:

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 mod conv;
 mod dropout;
 mod linear;
+mod local;
 mod loss;
 mod norm;
 mod ops;
@@ -62,5 +63,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     optim::register(m)?;
     norm::register(m)?;
     dropout::register(m)?;
+    local::register(m)?;
     Ok(())
 }

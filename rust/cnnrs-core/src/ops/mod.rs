@@ -6,6 +6,7 @@ pub mod conv2d;
 pub mod dropout;
 pub mod elementwise;
 pub mod linear;
+pub mod locally_connected2d;
 pub mod loss;
 pub mod norm;
 pub mod pool2d;
