@@ -81,3 +81,77 @@ def test_step_keeps_graph_values_intact():
     y.backward()
     assert p.grad.numpy().tolist() == [4.0]
     assert cnnrs.is_grad_enabled()
+
+
+def numpy_adam(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+               decoupled=False):
+    p = p.astype(np.float64).copy()
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    vmax = np.zeros_like(p)
+    for t, g in enumerate(grads, 1):
+        g = g.astype(np.float64)
+        if decoupled:
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        vmax = np.maximum(vmax, v)
+        vv = vmax if amsgrad else v
+        p -= lr * (m / (1 - betas[0] ** t)) / (np.sqrt(vv / (1 - betas[1] ** t)) + eps)
+    return p
+
+
+@pytest.mark.parametrize("cls,cfg", [
+    ("Adam", dict(lr=1e-2)),
+    ("Adam", dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
+    ("AdamW", dict(lr=1e-2)),
+    ("AdamW", dict(lr=5e-3, betas=(0.8, 0.99), weight_decay=0.3, amsgrad=True)),
+])
+def test_adam_adamw_match_reference(cls, cfg):
+    from cnnrs import optim
+
+    rng = np.random.default_rng(1)
+    p0 = rng.standard_normal((4, 3)).astype(np.float32)
+    grads = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(6)]
+    p = nn.Parameter(p0)
+    opt = getattr(optim, cls)([p], **cfg)
+    for g in grads:
+        p.grad = g
+        opt.step()
+    full = dict(cfg)
+    if cls == "AdamW":
+        full.setdefault("weight_decay", 1e-2)
+    want = numpy_adam(p0, grads, decoupled=cls == "AdamW", **full)
+    assert_close(p.numpy(), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=f"{cls}: invalid beta parameter at index 1"):
+        getattr(optim, cls)([p], betas=(0.9, 1.0))
+
+
+def test_lr_schedules_closed_forms():
+    import math
+
+    from cnnrs.optim import lr_scheduler as sch
+
+    def lrs(make, n):
+        p = nn.Parameter(np.ones(1, dtype=np.float32))
+        opt = SGD([p], lr=0.1)
+        s = make(opt)
+        out = [opt.param_groups[0]["lr"]]
+        for _ in range(n):
+            opt.step()
+            s.step()
+            out.append(opt.param_groups[0]["lr"])
+        return out
+
+    assert_close(lrs(lambda o: sch.StepLR(o, 2, 0.5), 5), [0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    assert_close(lrs(lambda o: sch.MultiStepLR(o, [1, 3], 0.1), 3), [0.1, 0.01, 0.01, 0.001])
+    cos = lrs(lambda o: sch.CosineAnnealingLR(o, 4), 4)
+    assert_close(cos, [0.1 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(5)])
+    # OneCycleLR: PyTorch's values for max_lr=1, total_steps=10 (pct_start 0.3).
+    one = lrs(lambda o: sch.OneCycleLR(o, max_lr=1.0, total_steps=10), 9)
+    assert_close(one[:4], [0.04, 0.52, 1.0, 0.950484], rtol=1e-5)
+    assert_close(one[-1], 0.04 / 1e4, rtol=1e-5)
+    with pytest.raises(ValueError, match="OneCycleLR: give total_steps"):
+        sch.OneCycleLR(SGD([nn.Parameter(np.ones(1))], lr=0.1), max_lr=1.0)
