@@ -1,6 +1,7 @@
 """Layers and containers with PyTorch's names: ``cnnrs.nn``."""
 
 from . import functional, init
+from .conv import Conv2d
 from .dropout import Cutout, Dropout, Dropout2d, MaxPoolDropout2d
 from .layers import Flatten, Identity, ReLU
 from .local import LocallyConnected2d
@@ -11,6 +12,7 @@ __all__ = [
     "functional", "init",
     "Module", "ModuleList", "Parameter", "Sequential",
     "Flatten", "Identity", "ReLU",
+    "Conv2d",
     "BatchNorm1d", "BatchNorm2d",
     "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d", "LocallyConnected2d",
 ]

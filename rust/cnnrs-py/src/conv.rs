@@ -1,7 +1,51 @@
 //! Bindings for the conv ops (translation only).
 
+use cnnrs_core::ops::conv2d::{conv2d as conv2d_op, Conv2dParams, Padding};
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::{compute, PyVar};
+
+/// Padding as Python passes it: `"same"` / `"valid"`, or explicit
+/// `(top, bottom, left, right)`.
+#[derive(FromPyObject)]
+enum PaddingArg {
+    Mode(String),
+    Explicit((i64, i64, i64, i64)),
+}
+
+impl PaddingArg {
+    fn resolve(&self) -> cnnrs_core::Result<Padding> {
+        match self {
+            PaddingArg::Mode(s) => Padding::parse(s),
+            PaddingArg::Explicit((t, b, l, r)) => Padding::from_i64(*t, *b, *l, *r),
+        }
+    }
+}
+
+/// `conv2d(x, w, b, stride, padding, dilation, groups)`; integers are signed
+/// so negative values reach the core's validation (ValueError).
+#[pyfunction]
+#[pyo3(signature = (x, w, b, stride, padding, dilation, groups))]
+fn conv2d(
+    py: Python<'_>,
+    x: PyRef<'_, PyVar>,
+    w: PyRef<'_, PyVar>,
+    b: Option<PyRef<'_, PyVar>>,
+    stride: (i64, i64),
+    padding: PaddingArg,
+    dilation: (i64, i64),
+    groups: i64,
+) -> PyResult<PyVar> {
+    let (x, w) = (x.v.clone(), w.v.clone());
+    let b = b.map(|b| b.v.clone());
+    compute(py, move || {
+        let p = Conv2dParams::from_i64(stride, padding.resolve()?, dilation, groups)?;
+        conv2d_op(&x, &w, b.as_ref(), &p)
+    })
+    .map(PyVar::new)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(conv2d, m)?)?;
     Ok(())
 }

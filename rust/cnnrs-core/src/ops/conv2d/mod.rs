@@ -1,1 +1,292 @@
-//! conv2d: placeholder, filled in by its own commit.
+//! `conv2d`: 2-D cross-correlation over NCHW batches, as PyTorch's
+//! `F.conv2d`, with its backward pass.
+//!
+//! Shapes: input `x` `[n, c_in, h_in, w_in]`, weight `w`
+//! `[c_out, c_in/groups, k_h, k_w]`, optional bias `[c_out]`, output
+//! `[n, c_out, h_out, w_out]` with `h_out`, `w_out` from [`params`] (the one
+//! copy of the formula).
+//!
+//! Method (per image `i` and group `g`; `K = c_in_g*k_h*k_w`):
+//! - forward: `y[i,g] [c_out_g, hw_out] = W[g] [c_out_g, K] · col(x[i,g]) [K, hw_out]`
+//!   with the bias (and optionally ReLU) fused into the GEMM epilogue. The
+//!   column matrix is built per panel of output rows into a per-thread scratch
+//!   buffer (never for the whole batch); a 1x1 stride-1 unpadded conv uses the
+//!   input itself as the column matrix.
+//! - grad input: `dcol = W[g]^T · dy[i,g]`, then `col2im` scatter-adds `dcol`
+//!   into `dx[i,g]`.
+//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T`, the batch split into
+//!   a fixed number of chunks (one per thread), partial sums reduced in chunk
+//!   order: bit-identical results for the same thread count.
+//! - grad bias: `db[c] = sum over n, h, w of dy`.
+//!
+//! Parallelism: one rayon task per (image, group) writing a disjoint chunk of
+//! the output (`par_chunks_mut`); when there are too few tasks the loop runs on
+//! the calling thread and the GEMM splits itself instead. Groups are split here
+//! so the kernels in `forward.rs`/`backward.rs` see one group at a time.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::autograd::{Backward, Var};
+use crate::error::Result;
+use crate::tensor::{try_zeros, Tensor};
+use crate::{arg_err, shape_err};
+
+mod backward;
+mod forward;
+pub mod params;
+pub mod reference;
+#[cfg(test)]
+mod tests;
+
+pub use params::{Conv2dGeom, Conv2dParams, Padding};
+
+/// Which gradients [`backward`] should compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dNeeds {
+    pub input: bool,
+    pub weight: bool,
+    pub bias: bool,
+}
+
+impl Conv2dNeeds {
+    pub const ALL: Self = Self {
+        input: true,
+        weight: true,
+        bias: true,
+    };
+}
+
+/// Gradients with respect to the input, weight and bias (`None` where not
+/// asked for).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dGrads {
+    pub input: Option<Tensor>,
+    pub weight: Option<Tensor>,
+    pub bias: Option<Tensor>,
+}
+
+/// Knobs of the kernels' work split. Results do not depend on them except for
+/// the rounding of the weight gradient, which depends on the chunk count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tuning {
+    /// Floats of one im2col panel: ~1 MiB, so the panel the GEMM streams over
+    /// stays in L2/L3, yet wide enough (hundreds of columns for K up to ~1000)
+    /// that the GEMM is not starved.
+    pub panel_floats: usize,
+    /// Below this many FLOPs a whole conv runs on the calling thread: a
+    /// thread hand-off costs a few microseconds, ~4 MFLOP of work.
+    pub par_min_flops: usize,
+    /// Minimum FLOPs per rayon task, so tiny (image, group) tasks are batched.
+    pub task_min_flops: usize,
+    /// Threads to plan for (`None`: the pool's size). Tests force it.
+    pub threads: Option<usize>,
+}
+
+impl Tuning {
+    pub const DEFAULT: Self = Self {
+        panel_floats: 1 << 18,
+        par_min_flops: 1 << 22,
+        task_min_flops: 1 << 20,
+        threads: None,
+    };
+
+    fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(crate::parallel::get_num_threads)
+            .max(1)
+    }
+
+    /// `Some(min_len)` when `tasks` tasks totalling `flops` should run in
+    /// parallel (each rayon split taking at least `min_len` tasks), `None`
+    /// when they should run in order on the calling thread.
+    fn par_tasks(&self, tasks: usize, flops: usize) -> Option<usize> {
+        if tasks < 2 || self.threads() < 2 || flops < self.par_min_flops {
+            return None;
+        }
+        let per_task = (flops / tasks).max(1);
+        Some((self.task_min_flops / per_task).clamp(1, tasks))
+    }
+
+    /// Output rows per im2col panel: as many as fit `panel_floats`, at least 1.
+    fn panel_rows(&self, gm: &Conv2dGeom) -> usize {
+        let row_floats = gm.col_rows().saturating_mul(gm.w_out).max(1);
+        (self.panel_floats / row_floats).clamp(1, gm.h_out.max(1))
+    }
+}
+
+thread_local! {
+    /// Per-thread im2col / col2im buffer, reused across calls so the hot path
+    /// does not allocate.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Largest scratch buffer a thread keeps between calls (16 MiB); a bigger one
+/// (a huge image with a huge kernel) is freed after use.
+const SCRATCH_KEEP: usize = 1 << 22;
+
+/// Runs `f` with a scratch slice of `len` floats (contents unspecified) taken
+/// from this thread's reusable buffer.
+///
+/// # Errors
+/// `OutOfMemory` when the buffer cannot grow; whatever `f` returns.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> Result<R>) -> Result<R> {
+    // Take the buffer out, so a nested call (none today) would get its own.
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if buf.len() < len {
+        // Free the old buffer before allocating the bigger one (lower peak).
+        buf.clear();
+        buf.shrink_to_fit();
+        buf = try_zeros(len)?;
+    }
+    let r = f(&mut buf[..len]);
+    if buf.capacity() <= SCRATCH_KEEP {
+        SCRATCH.with(|s| *s.borrow_mut() = buf);
+    }
+    r
+}
+
+/// Floats of one panel buffer: `k * rows * w_out`, checked.
+fn panel_len(gm: &Conv2dGeom, rows: usize) -> Result<usize> {
+    gm.col_rows()
+        .checked_mul(rows)
+        .and_then(|v| v.checked_mul(gm.w_out))
+        .ok_or_else(|| arg_err!("conv2d: column buffer for this shape is too large"))
+}
+
+/// Convolution forward. `relu` fuses `max(y, 0)` into the GEMM epilogue.
+///
+/// # Errors
+/// `ShapeMismatch`/`InvalidArgument` from [`Conv2dGeom::new`] (wrong ranks,
+/// channel counts, bias length, groups, parameters, a kernel larger than the
+/// padded input); `OutOfMemory` for outputs too large to allocate.
+pub fn forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: &Conv2dParams,
+    relu: bool,
+) -> Result<Tensor> {
+    forward_tuned(x, w, b, p, relu, &Tuning::DEFAULT)
+}
+
+pub(crate) fn forward_tuned(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: &Conv2dParams,
+    relu: bool,
+    tuning: &Tuning,
+) -> Result<Tensor> {
+    let gm = Conv2dGeom::new(x.shape(), w.shape(), b.map(|b| b.shape()), p)?;
+    forward::run(x.data(), w.data(), b.map(|b| b.data()), &gm, relu, tuning)
+}
+
+/// Convolution backward: the gradients `needs` asks for, given the gradient
+/// of the output.
+///
+/// # Errors
+/// Everything [`forward`] checks, plus `ShapeMismatch` when `grad_out` does
+/// not have the output's shape.
+pub fn backward(
+    x: &Tensor,
+    w: &Tensor,
+    grad_out: &Tensor,
+    p: &Conv2dParams,
+    needs: Conv2dNeeds,
+) -> Result<Conv2dGrads> {
+    backward_tuned(x, w, grad_out, p, needs, &Tuning::DEFAULT)
+}
+
+pub(crate) fn backward_tuned(
+    x: &Tensor,
+    w: &Tensor,
+    grad_out: &Tensor,
+    p: &Conv2dParams,
+    needs: Conv2dNeeds,
+    tuning: &Tuning,
+) -> Result<Conv2dGrads> {
+    let gm = Conv2dGeom::new(x.shape(), w.shape(), None, p)?;
+    check_grad_out(&gm, grad_out)?;
+    let (xd, wd, gd) = (x.data(), w.data(), grad_out.data());
+    Ok(Conv2dGrads {
+        input: if needs.input {
+            Some(backward::grad_input(wd, gd, &gm, tuning)?)
+        } else {
+            None
+        },
+        weight: if needs.weight {
+            Some(backward::grad_weight(xd, gd, &gm, tuning)?)
+        } else {
+            None
+        },
+        bias: if needs.bias {
+            Some(backward::grad_bias(gd, &gm))
+        } else {
+            None
+        },
+    })
+}
+
+fn check_grad_out(gm: &Conv2dGeom, grad_out: &Tensor) -> Result<()> {
+    let want = gm.out_shape();
+    if grad_out.shape() != want {
+        return Err(shape_err!(
+            "conv2d backward: grad_output has shape {} but the output has shape {}",
+            crate::error::fmt_shape(grad_out.shape()),
+            crate::error::fmt_shape(&want)
+        ));
+    }
+    Ok(())
+}
+
+struct Conv2dBackward {
+    x: Arc<Tensor>,
+    w: Arc<Tensor>,
+    p: Conv2dParams,
+}
+
+impl Backward for Conv2dBackward {
+    fn name(&self) -> &'static str {
+        "Conv2dBackward"
+    }
+    fn backward(&self, g: &Tensor, _inputs: &[Var], needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let want = Conv2dNeeds {
+            input: needs.first().copied().unwrap_or(false),
+            weight: needs.get(1).copied().unwrap_or(false),
+            bias: needs.get(2).copied().unwrap_or(false),
+        };
+        let grads = backward(&self.x, &self.w, g, &self.p, want)?;
+        let mut out = vec![grads.input, grads.weight];
+        if needs.len() > 2 {
+            out.push(grads.bias);
+        }
+        Ok(out)
+    }
+}
+
+/// Autograd conv2d: `x` `(N, C_in, H, W)`, `w` `(C_out, C_in/groups, kH, kW)`,
+/// optional bias `(C_out,)`.
+///
+/// # Errors
+/// As [`forward`].
+pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: &Conv2dParams) -> Result<Var> {
+    let (xv, wv) = (x.value(), w.value());
+    let bv = b.map(|b| b.value());
+    let y = forward(&xv, &wv, bv.as_deref(), p, false)?;
+    let mut inputs = vec![x.clone(), w.clone()];
+    inputs.extend(b.cloned());
+    let refs: Vec<&Var> = inputs.iter().collect();
+    if !Var::any_requires_grad(&refs) {
+        return Ok(Var::leaf(y, false));
+    }
+    Ok(Var::from_op(
+        y,
+        Conv2dBackward {
+            x: xv,
+            w: wv,
+            p: *p,
+        },
+        inputs,
+    ))
+}

@@ -1,0 +1,280 @@
+//! Backward kernels. Input gradient: `dcol = W^T · dy` per panel, then
+//! `col2im` scatter-adds it into `dx` (parallel over images and groups).
+//! Weight gradient: `dW += dy · col(x)^T` per image, the batch split into a
+//! fixed number of chunks whose partial sums are reduced in chunk order.
+//! Bias gradient: a sum over N, H, W in float64.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::forward::{gemm_fn, im2col, valid_range, GemmFn};
+use super::params::Conv2dGeom;
+use super::{panel_len, with_scratch, Tuning};
+use crate::arg_err;
+use crate::error::Result;
+use crate::kernels::{gemm, GemmOpts, MatRef};
+use crate::tensor::{try_zeros, Tensor};
+
+/// The adjoint of [`im2col`]: adds `col` `[K, (oh1-oh0)*w_out]` back into the
+/// input positions it was read from. `dx` is one image of one group,
+/// `[c_in_g, h_in, w_in]`.
+pub(super) fn col2im(col: &[f32], gm: &Conv2dGeom, oh0: usize, oh1: usize, dx: &mut [f32]) {
+    let (w_in, w_out, hw_in) = (gm.w_in, gm.w_out, gm.hw_in());
+    let cols = (oh1 - oh0) * w_out;
+    debug_assert_eq!(col.len(), gm.col_rows() * cols);
+    let mut rows = col.chunks_exact(cols);
+    for c in 0..gm.c_in_g {
+        let dxc = &mut dx[c * hw_in..(c + 1) * hw_in];
+        for kh in 0..gm.k_h {
+            let (oh_lo, oh_hi) =
+                valid_range(gm.h_out, gm.h_in, gm.stride_h, kh * gm.dil_h, gm.pad_top);
+            for kw in 0..gm.k_w {
+                let (ow_lo, ow_hi) =
+                    valid_range(w_out, w_in, gm.stride_w, kw * gm.dil_w, gm.pad_left);
+                let Some(row) = rows.next() else { return };
+                if ow_lo >= ow_hi {
+                    continue;
+                }
+                let iw0 = ow_lo * gm.stride_w + kw * gm.dil_w - gm.pad_left;
+                for oh in oh0.max(oh_lo)..oh1.min(oh_hi) {
+                    let ih = oh * gm.stride_h + kh * gm.dil_h - gm.pad_top;
+                    let src = &row[(oh - oh0) * w_out + ow_lo..(oh - oh0) * w_out + ow_hi];
+                    let dst = &mut dxc[ih * w_in + iw0..(ih + 1) * w_in];
+                    if gm.stride_w == 1 {
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst.iter_mut().step_by(gm.stride_w).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One image of one group: `dx [c_in_g, hw_in] = col2im(w^T [K, c_out_g] ·
+/// dy [c_out_g, hw_out])`. `dx` arrives zeroed.
+fn dx_one(
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    gm: &Conv2dGeom,
+    tuning: &Tuning,
+    mm: GemmFn,
+) -> Result<()> {
+    let (k, hw, w_out) = (gm.col_rows(), gm.hw_out(), gm.w_out);
+    let wt = MatRef::transposed(w, k, gm.c_out_g, k);
+    let opts = GemmOpts::default();
+    if gm.is_pointwise() {
+        // col2im of a 1x1 stride-1 unpadded conv is the identity.
+        mm(wt, MatRef::row_major(dy, gm.c_out_g, hw, hw), dx, hw, &opts);
+        return Ok(());
+    }
+    let rows = tuning.panel_rows(gm);
+    with_scratch(panel_len(gm, rows)?, |buf| {
+        for oh0 in (0..gm.h_out).step_by(rows) {
+            let oh1 = (oh0 + rows).min(gm.h_out);
+            let cols = (oh1 - oh0) * w_out;
+            let dcol = &mut buf[..k * cols]; // [K, cols]
+            let dy_panel = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
+            mm(wt, dy_panel, dcol, cols, &opts);
+            col2im(dcol, gm, oh0, oh1, dx);
+        }
+        Ok(())
+    })
+}
+
+/// `dx` `[n, c_in, h_in, w_in]` from `w` `[c_out, c_in_g, k_h, k_w]` and
+/// `dy` `[n, c_out, h_out, w_out]`.
+pub(super) fn grad_input(
+    w: &[f32],
+    dy: &[f32],
+    gm: &Conv2dGeom,
+    tuning: &Tuning,
+) -> Result<Tensor> {
+    let mut dx = Tensor::zeros(&[gm.n, gm.c_in, gm.h_in, gm.w_in])?;
+    let dx_chunk = gm.c_in_g * gm.hw_in(); // one image of one group
+    if dx.numel() == 0 || dx_chunk == 0 {
+        return Ok(dx);
+    }
+    let dy_chunk = gm.c_out_g * gm.hw_out();
+    let w_chunk = gm.c_out_g * gm.col_rows();
+    let task = |t: usize, dx_t: &mut [f32], mm: GemmFn| -> Result<()> {
+        let (img, g) = (t / gm.groups, t % gm.groups);
+        let dy0 = (img * gm.c_out + g * gm.c_out_g) * gm.hw_out();
+        dx_one(
+            &w[g * w_chunk..(g + 1) * w_chunk],
+            &dy[dy0..dy0 + dy_chunk],
+            dx_t,
+            gm,
+            tuning,
+            mm,
+        )
+    };
+    match tuning.par_tasks(gm.n * gm.groups, gm.flops()) {
+        Some(min_len) => crate::parallel::install(|| {
+            dx.data_mut()
+                .par_chunks_mut(dx_chunk)
+                .with_min_len(min_len)
+                .enumerate()
+                .try_for_each(|(t, d)| task(t, d, gemm))
+        })?,
+        None => {
+            for (t, d) in dx.data_mut().chunks_mut(dx_chunk).enumerate() {
+                task(t, d, gemm_fn(true))?;
+            }
+        }
+    }
+    Ok(dx)
+}
+
+/// One image of one group: `dw [c_out_g, K] += dy [c_out_g, hw_out] · col(x)^T`.
+fn dw_one(
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    gm: &Conv2dGeom,
+    tuning: &Tuning,
+    mm: GemmFn,
+) -> Result<()> {
+    let (k, hw, w_out) = (gm.col_rows(), gm.hw_out(), gm.w_out);
+    let acc = GemmOpts {
+        accumulate: true,
+        ..GemmOpts::default()
+    };
+    if gm.is_pointwise() {
+        let xt = MatRef::transposed(x, hw, k, hw); // [hw, c_in_g]
+        mm(MatRef::row_major(dy, gm.c_out_g, hw, hw), xt, dw, k, &acc);
+        return Ok(());
+    }
+    let rows = tuning.panel_rows(gm);
+    with_scratch(panel_len(gm, rows)?, |buf| {
+        for oh0 in (0..gm.h_out).step_by(rows) {
+            let oh1 = (oh0 + rows).min(gm.h_out);
+            let cols = (oh1 - oh0) * w_out;
+            let col = &mut buf[..k * cols]; // [K, cols]
+            im2col(x, gm, oh0, oh1, col);
+            let dy_panel = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
+            mm(
+                dy_panel,
+                MatRef::transposed(col, cols, k, cols),
+                dw,
+                k,
+                &acc,
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Adds the weight gradient of images `imgs` into `dw` `[c_out, K]`, in image
+/// order.
+fn dw_images(
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    imgs: Range<usize>,
+    gm: &Conv2dGeom,
+    tuning: &Tuning,
+    mm: GemmFn,
+) -> Result<()> {
+    let x_chunk = gm.c_in_g * gm.hw_in();
+    let dy_chunk = gm.c_out_g * gm.hw_out();
+    let w_chunk = gm.c_out_g * gm.col_rows();
+    for img in imgs {
+        for (g, dw_g) in dw.chunks_exact_mut(w_chunk).enumerate() {
+            let x0 = (img * gm.c_in + g * gm.c_in_g) * gm.hw_in();
+            let dy0 = (img * gm.c_out + g * gm.c_out_g) * gm.hw_out();
+            dw_one(
+                &x[x0..x0 + x_chunk],
+                &dy[dy0..dy0 + dy_chunk],
+                dw_g,
+                gm,
+                tuning,
+                mm,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Elements per task of the partial-sum reduction (64 KiB of output).
+const REDUCE_BLOCK: usize = 1 << 14;
+
+/// `dw` `[c_out, c_in_g, k_h, k_w]` from `x` and `dy`.
+///
+/// The batch is cut into `chunks = min(n, threads)` contiguous ranges (a
+/// function of the shapes and thread count only, never of scheduling). Chunk
+/// 0 accumulates straight into `dw`, chunk `c > 0` into its own partial
+/// buffer; then `dw += partial[1]; dw += partial[2]; ...` in that order. So the
+/// result is bit-identical from run to run for the same thread count.
+pub(super) fn grad_weight(
+    x: &[f32],
+    dy: &[f32],
+    gm: &Conv2dGeom,
+    tuning: &Tuning,
+) -> Result<Tensor> {
+    let mut dw = Tensor::zeros(&[gm.c_out, gm.c_in_g, gm.k_h, gm.k_w])?;
+    let wn = dw.numel();
+    if wn == 0 || gm.n == 0 {
+        return Ok(dw);
+    }
+    let chunks = match tuning.par_tasks(gm.n, gm.flops()) {
+        Some(_) => gm.n.min(tuning.threads()),
+        None => 1,
+    };
+    let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
+    if chunks == 1 {
+        dw_images(x, dy, dw.data_mut(), 0..gm.n, gm, tuning, gemm_fn(true))?;
+        return Ok(dw);
+    }
+    let len = wn
+        .checked_mul(chunks - 1)
+        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
+    let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
+    let dw_data = dw.data_mut();
+    crate::parallel::install(|| {
+        let (first, rest) = rayon::join(
+            || dw_images(x, dy, dw_data, range(0), gm, tuning, gemm),
+            || {
+                partial
+                    .par_chunks_mut(wn)
+                    .enumerate()
+                    .try_for_each(|(c, buf)| dw_images(x, dy, buf, range(c + 1), gm, tuning, gemm))
+            },
+        );
+        first.and(rest)?;
+        // Fixed-order reduction, parallel over disjoint element blocks.
+        dw_data
+            .par_chunks_mut(REDUCE_BLOCK)
+            .enumerate()
+            .for_each(|(blk, dst)| {
+                let (off, len) = (blk * REDUCE_BLOCK, dst.len());
+                for p in partial.chunks_exact(wn) {
+                    for (d, s) in dst.iter_mut().zip(&p[off..off + len]) {
+                        *d += *s;
+                    }
+                }
+            });
+        Ok(())
+    })?;
+    Ok(dw)
+}
+
+/// `db[c] = sum over n, h, w of dy[n, c, h, w]`, accumulated in float64.
+pub(super) fn grad_bias(dy: &[f32], gm: &Conv2dGeom) -> Tensor {
+    let hw = gm.hw_out();
+    let mut acc = vec![0.0f64; gm.c_out];
+    if hw > 0 && gm.c_out > 0 {
+        for image in dy.chunks_exact(gm.c_out * hw) {
+            for (a, plane) in acc.iter_mut().zip(image.chunks_exact(hw)) {
+                *a += plane.iter().map(|&v| v as f64).sum::<f64>();
+            }
+        }
+    }
+    Tensor::from_parts(vec![gm.c_out], acc.into_iter().map(|v| v as f32).collect())
+}

@@ -1,0 +1,188 @@
+//! Forward kernels: im2col of a panel of output rows + GEMM with the bias
+//! (and optional ReLU) fused in its epilogue. The kernels see one image of
+//! one group; the driver [`run`] splits the batch and the groups.
+
+use rayon::prelude::*;
+
+use super::params::Conv2dGeom;
+use super::{panel_len, with_scratch, Tuning};
+use crate::error::Result;
+use crate::kernels::{gemm, gemm_par, GemmOpts, MatRef};
+use crate::tensor::Tensor;
+
+/// The GEMM to call: serial inside a parallel region, self-splitting outside.
+pub(super) type GemmFn = fn(MatRef, MatRef, &mut [f32], usize, &GemmOpts);
+
+pub(super) fn gemm_fn(split_gemm: bool) -> GemmFn {
+    if split_gemm {
+        gemm_par
+    } else {
+        gemm
+    }
+}
+
+/// Output positions `o` in `0..out` whose input index `o*stride + k_off - pad`
+/// lies in `0..len`, as a range `lo..hi` (empty when none does). The caller
+/// guarantees `pad + len` does not overflow (checked in [`Conv2dGeom::new`]).
+#[inline]
+pub(super) fn valid_range(
+    out: usize,
+    len: usize,
+    stride: usize,
+    k_off: usize,
+    pad: usize,
+) -> (usize, usize) {
+    let lo = if k_off >= pad {
+        0
+    } else {
+        (pad - k_off).div_ceil(stride)
+    };
+    let lim = pad + len;
+    let hi = if k_off >= lim {
+        0
+    } else {
+        (lim - k_off - 1) / stride + 1
+    };
+    let hi = hi.min(out);
+    (lo.min(hi), hi)
+}
+
+/// Fills `col` `[K, (oh1-oh0)*w_out]` (row-major) with the column matrix of
+/// output rows `oh0..oh1`: row `(c*k_h + kh)*k_w + kw` (the weight's order),
+/// column `(oh-oh0)*w_out + ow`, value `x[c, oh*s_h + kh*d_h - pad_top,
+/// ow*s_w + kw*d_w - pad_left]`, or 0 in the padding. Every element of `col`
+/// is written.
+///
+/// `x` is one image of one group: `[c_in_g, h_in, w_in]`.
+pub(super) fn im2col(x: &[f32], gm: &Conv2dGeom, oh0: usize, oh1: usize, col: &mut [f32]) {
+    let (w_in, w_out, hw_in) = (gm.w_in, gm.w_out, gm.hw_in());
+    let cols = (oh1 - oh0) * w_out;
+    debug_assert_eq!(col.len(), gm.col_rows() * cols);
+    let mut rows = col.chunks_exact_mut(cols);
+    for c in 0..gm.c_in_g {
+        let xc = &x[c * hw_in..(c + 1) * hw_in];
+        for kh in 0..gm.k_h {
+            let (oh_lo, oh_hi) =
+                valid_range(gm.h_out, gm.h_in, gm.stride_h, kh * gm.dil_h, gm.pad_top);
+            for kw in 0..gm.k_w {
+                let (ow_lo, ow_hi) =
+                    valid_range(w_out, w_in, gm.stride_w, kw * gm.dil_w, gm.pad_left);
+                let Some(row) = rows.next() else { return };
+                for (oh, dst) in (oh0..oh1).zip(row.chunks_exact_mut(w_out)) {
+                    if oh < oh_lo || oh >= oh_hi || ow_lo >= ow_hi {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let ih = oh * gm.stride_h + kh * gm.dil_h - gm.pad_top;
+                    let src = &xc[ih * w_in..(ih + 1) * w_in];
+                    dst[..ow_lo].fill(0.0);
+                    dst[ow_hi..].fill(0.0);
+                    let iw0 = ow_lo * gm.stride_w + kw * gm.dil_w - gm.pad_left;
+                    let dst = &mut dst[ow_lo..ow_hi];
+                    if gm.stride_w == 1 {
+                        dst.copy_from_slice(&src[iw0..iw0 + dst.len()]);
+                    } else {
+                        for (d, s) in dst.iter_mut().zip(src[iw0..].iter().step_by(gm.stride_w)) {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One image of one group: `out [c_out_g, hw_out] = w [c_out_g, K] · col(x)`
+/// plus the epilogue. `x` is `[c_in_g, h_in, w_in]`.
+fn conv_one(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    gm: &Conv2dGeom,
+    relu: bool,
+    tuning: &Tuning,
+    mm: GemmFn,
+) -> Result<()> {
+    let (k, hw, w_out) = (gm.col_rows(), gm.hw_out(), gm.w_out);
+    let a = MatRef::row_major(w, gm.c_out_g, k, k);
+    let opts = GemmOpts {
+        bias_row: bias,
+        relu,
+        ..GemmOpts::default()
+    };
+    if gm.is_pointwise() {
+        // The input of the group already is the [K = c_in_g, hw] column matrix.
+        mm(a, MatRef::row_major(x, k, hw, hw), out, hw, &opts);
+        return Ok(());
+    }
+    let rows = tuning.panel_rows(gm);
+    with_scratch(panel_len(gm, rows)?, |buf| {
+        for oh0 in (0..gm.h_out).step_by(rows) {
+            let oh1 = (oh0 + rows).min(gm.h_out);
+            let cols = (oh1 - oh0) * w_out;
+            let col = &mut buf[..k * cols];
+            im2col(x, gm, oh0, oh1, col);
+            // [K, cols] panel -> columns oh0*w_out.. of every output row.
+            mm(
+                a,
+                MatRef::row_major(col, k, cols, cols),
+                &mut out[oh0 * w_out..],
+                hw,
+                &opts,
+            );
+        }
+        Ok(())
+    })
+}
+
+/// The whole forward pass: `x` `[n, c_in, h_in, w_in]`, `w`
+/// `[c_out, c_in_g, k_h, k_w]`, `b` `[c_out]`; returns `[n, c_out, h_out, w_out]`.
+pub(super) fn run(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    gm: &Conv2dGeom,
+    relu: bool,
+    tuning: &Tuning,
+) -> Result<Tensor> {
+    let mut out = Tensor::zeros(&gm.out_shape())?; // [n, c_out, h_out, w_out]
+    let out_chunk = gm.c_out_g * gm.hw_out(); // one image of one group
+    if out.numel() == 0 || out_chunk == 0 {
+        return Ok(out);
+    }
+    let x_chunk = gm.c_in_g * gm.hw_in();
+    let w_chunk = gm.c_out_g * gm.col_rows();
+    // Task t = image t / groups, group t % groups: its output channels are
+    // contiguous, so the output splits into disjoint chunks in task order.
+    let task = |t: usize, out_t: &mut [f32], mm: GemmFn| -> Result<()> {
+        let (img, g) = (t / gm.groups, t % gm.groups);
+        let x0 = (img * gm.c_in + g * gm.c_in_g) * gm.hw_in();
+        conv_one(
+            &x[x0..x0 + x_chunk],
+            &w[g * w_chunk..(g + 1) * w_chunk],
+            b.map(|b| &b[g * gm.c_out_g..(g + 1) * gm.c_out_g]),
+            out_t,
+            gm,
+            relu,
+            tuning,
+            mm,
+        )
+    };
+    let tasks = gm.n * gm.groups;
+    match tuning.par_tasks(tasks, gm.flops()) {
+        Some(min_len) => crate::parallel::install(|| {
+            out.data_mut()
+                .par_chunks_mut(out_chunk)
+                .with_min_len(min_len)
+                .enumerate()
+                .try_for_each(|(t, o)| task(t, o, gemm))
+        })?,
+        None => {
+            for (t, o) in out.data_mut().chunks_mut(out_chunk).enumerate() {
+                task(t, o, gemm_fn(true))?;
+            }
+        }
+    }
+    Ok(out)
+}

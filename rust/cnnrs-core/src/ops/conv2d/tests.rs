@@ -1,0 +1,650 @@
+use super::*;
+use crate::error::CnnError;
+use crate::testutil::{assert_close, Rng};
+
+/// Splits the work as finely as possible: one output row per im2col panel,
+/// every conv parallel, three weight-gradient chunks whatever the machine.
+const STRESS: Tuning = Tuning {
+    panel_floats: 1,
+    par_min_flops: 0,
+    task_min_flops: 0,
+    threads: Some(3),
+};
+
+/// Panels of a few rows, parallel over tasks, two chunks.
+const MEDIUM: Tuning = Tuning {
+    panel_floats: 200,
+    par_min_flops: 0,
+    task_min_flops: 0,
+    threads: Some(2),
+};
+
+const TUNINGS: [(&str, Tuning); 3] = [
+    ("default", Tuning::DEFAULT),
+    ("medium", MEDIUM),
+    ("stress", STRESS),
+];
+
+#[derive(Debug)]
+struct Case {
+    x: Vec<usize>,
+    w: Vec<usize>,
+    bias: bool,
+    p: Conv2dParams,
+}
+
+fn random_case(rng: &mut Rng) -> Case {
+    const KERNELS: [(usize, usize); 6] = [(1, 1), (1, 3), (3, 1), (3, 3), (5, 5), (7, 7)];
+    let groups = 1 + rng.below(3);
+    let depthwise = rng.below(4) == 0;
+    let c_in_g = if depthwise { 1 } else { 1 + rng.below(3) };
+    let c_out = groups * (1 + rng.below(3));
+    let n = rng.below(4);
+    if rng.below(6) == 0 {
+        // 1x1, stride 1, no padding: the im2col-free path.
+        let (h, w) = (1 + rng.below(7), 1 + rng.below(7));
+        return Case {
+            x: vec![n, c_in_g * groups, h, w],
+            w: vec![c_out, c_in_g, 1, 1],
+            bias: rng.below(2) == 0,
+            p: Conv2dParams {
+                dilation: (1 + rng.below(2), 1 + rng.below(2)),
+                groups,
+                ..Conv2dParams::default()
+            },
+        };
+    }
+    let (k_h, k_w) = KERNELS[rng.below(KERNELS.len())];
+    let mut stride = (1 + rng.below(3), 1 + rng.below(3));
+    let dilation = (1 + rng.below(2), 1 + rng.below(2));
+    let padding = match rng.below(5) {
+        0 => Padding::symmetric(rng.below(3), rng.below(3)),
+        1 => Padding::Explicit {
+            top: rng.below(4),
+            bottom: rng.below(4),
+            left: rng.below(4),
+            right: rng.below(4),
+        },
+        2 => Padding::Valid,
+        3 => {
+            stride = (1, 1);
+            Padding::Same
+        }
+        _ => Padding::symmetric(0, 0),
+    };
+    let (pt, pb, pl, pr) = match padding {
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => (top, bottom, left, right),
+        _ => (0, 0, 0, 0),
+    };
+    let span_h = dilation.0 * (k_h - 1) + 1;
+    let span_w = dilation.1 * (k_w - 1) + 1;
+    let h = span_h.saturating_sub(pt + pb).max(1) + rng.below(6);
+    let w = span_w.saturating_sub(pl + pr).max(1) + rng.below(6);
+    Case {
+        x: vec![n, c_in_g * groups, h, w],
+        w: vec![c_out, c_in_g, k_h, k_w],
+        bias: rng.below(2) == 0,
+        p: Conv2dParams {
+            stride,
+            padding,
+            dilation,
+            groups,
+        },
+    }
+}
+
+fn tensor(rng: &mut Rng, shape: &[usize]) -> Tensor {
+    Tensor::new(shape.to_vec(), rng.normal_vec(shape.iter().product())).unwrap()
+}
+
+#[test]
+fn forward_matches_reference_on_random_shapes() {
+    let mut rng = Rng::new(2024);
+    for case_no in 0..300 {
+        let c = random_case(&mut rng);
+        let x = tensor(&mut rng, &c.x);
+        let w = tensor(&mut rng, &c.w);
+        let b = c.bias.then(|| tensor(&mut rng, &c.w[..1]));
+        let want = reference::forward(&x, &w, b.as_ref(), &c.p).unwrap();
+        let relu_want: Vec<f32> = want.data().iter().map(|v| v.max(0.0)).collect();
+        for (name, t) in &TUNINGS {
+            let what = format!("forward case {case_no} ({name}) {c:?}");
+            let got = forward_tuned(&x, &w, b.as_ref(), &c.p, false, t).unwrap();
+            assert_eq!(got.shape(), want.shape(), "{what}");
+            assert_close(got.data(), want.data(), 1e-4, 1e-4, &what);
+            let got = forward_tuned(&x, &w, b.as_ref(), &c.p, true, t).unwrap();
+            assert_close(got.data(), &relu_want, 1e-4, 1e-4, &format!("relu {what}"));
+        }
+    }
+}
+
+#[test]
+fn backward_matches_reference_on_random_shapes() {
+    let mut rng = Rng::new(77);
+    for case_no in 0..300 {
+        let c = random_case(&mut rng);
+        let x = tensor(&mut rng, &c.x);
+        let w = tensor(&mut rng, &c.w);
+        let out = Conv2dGeom::new(&c.x, &c.w, None, &c.p).unwrap().out_shape();
+        let dy = tensor(&mut rng, &out);
+        let (dx, dw, db) = reference::backward(&x, &w, &dy, &c.p).unwrap();
+        for (name, t) in &TUNINGS {
+            let what = format!("case {case_no} ({name}) {c:?}");
+            let g = backward_tuned(&x, &w, &dy, &c.p, Conv2dNeeds::ALL, t).unwrap();
+            let (gx, gw, gb) = (g.input.unwrap(), g.weight.unwrap(), g.bias.unwrap());
+            assert_eq!(gx.shape(), x.shape(), "{what}");
+            assert_eq!(gw.shape(), w.shape(), "{what}");
+            assert_eq!(gb.shape(), &c.w[..1], "{what}");
+            assert_close(
+                gx.data(),
+                dx.data(),
+                1e-4,
+                1e-4,
+                &format!("grad input {what}"),
+            );
+            // The weight and bias gradients sum up to n*h_out*w_out (~1000)
+            // terms: a slightly larger absolute tolerance.
+            assert_close(
+                gw.data(),
+                dw.data(),
+                1e-4,
+                3e-4,
+                &format!("grad weight {what}"),
+            );
+            assert_close(
+                gb.data(),
+                db.data(),
+                1e-4,
+                3e-4,
+                &format!("grad bias {what}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn backward_computes_only_what_is_needed() {
+    let mut rng = Rng::new(3);
+    let x = tensor(&mut rng, &[2, 2, 5, 5]);
+    let w = tensor(&mut rng, &[3, 2, 3, 3]);
+    let p = Conv2dParams::new((1, 1), (1, 1), (1, 1), 1);
+    let dy = tensor(&mut rng, &[2, 3, 5, 5]);
+    let all = backward(&x, &w, &dy, &p, Conv2dNeeds::ALL).unwrap();
+    for mask in 0..8 {
+        let needs = Conv2dNeeds {
+            input: mask & 1 != 0,
+            weight: mask & 2 != 0,
+            bias: mask & 4 != 0,
+        };
+        let g = backward(&x, &w, &dy, &p, needs).unwrap();
+        assert_eq!(g.input.is_some(), needs.input);
+        assert_eq!(g.weight.is_some(), needs.weight);
+        assert_eq!(g.bias.is_some(), needs.bias);
+        if let Some(gx) = g.input {
+            assert_eq!(Some(gx), all.input);
+        }
+    }
+}
+
+/// Loss `sum(conv(x, w, b) * r)` in float64; its gradients by central
+/// differences must match the backward pass.
+#[test]
+fn gradients_match_finite_differences() {
+    let mut rng = Rng::new(99);
+    let configs = [
+        (
+            [2, 2, 5, 6],
+            [4, 1, 3, 2],
+            Conv2dParams {
+                stride: (2, 1),
+                padding: Padding::Explicit {
+                    top: 1,
+                    bottom: 0,
+                    left: 2,
+                    right: 1,
+                },
+                dilation: (1, 2),
+                groups: 2,
+            },
+        ),
+        (
+            [1, 3, 4, 4],
+            [2, 3, 2, 2],
+            Conv2dParams {
+                padding: Padding::Same,
+                ..Conv2dParams::default()
+            },
+        ),
+        ([2, 2, 3, 3], [2, 2, 1, 1], Conv2dParams::default()),
+    ];
+    for (xs, ws, p) in configs {
+        let x0 = rng.normal_vec(xs.iter().product());
+        let w0 = rng.normal_vec(ws.iter().product());
+        let b0 = rng.normal_vec(ws[0]);
+        let out = Conv2dGeom::new(&xs, &ws, None, &p).unwrap().out_shape();
+        let r = rng.normal_vec(out.iter().product());
+        let loss = |xv: &[f64], wv: &[f64], bv: &[f64]| -> f64 {
+            let t = |s: &[usize], v: &[f64]| {
+                Tensor::new(s.to_vec(), v.iter().map(|&e| e as f32).collect()).unwrap()
+            };
+            let y = forward(&t(&xs, xv), &t(&ws, wv), Some(&t(&[ws[0]], bv)), &p, false).unwrap();
+            y.data()
+                .iter()
+                .zip(&r)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum()
+        };
+        let f64s = |v: &[f32]| v.iter().map(|&e| e as f64).collect::<Vec<f64>>();
+        let (x64, w64, b64) = (f64s(&x0), f64s(&w0), f64s(&b0));
+        let h = 1e-2;
+        let nx = crate::testutil::numeric_grad(&x64, h, |v| loss(v, &w64, &b64));
+        let nw = crate::testutil::numeric_grad(&w64, h, |v| loss(&x64, v, &b64));
+        let nb = crate::testutil::numeric_grad(&b64, h, |v| loss(&x64, &w64, v));
+        let dy = Tensor::new(out.to_vec(), r.clone()).unwrap();
+        let x = Tensor::new(xs.to_vec(), x0.clone()).unwrap();
+        let w = Tensor::new(ws.to_vec(), w0.clone()).unwrap();
+        let g = backward(&x, &w, &dy, &p, Conv2dNeeds::ALL).unwrap();
+        for (name, got, num) in [
+            ("x", g.input.unwrap(), nx),
+            ("w", g.weight.unwrap(), nw),
+            ("b", g.bias.unwrap(), nb),
+        ] {
+            let num: Vec<f32> = num.iter().map(|&v| v as f32).collect();
+            // f32 forward, h = 1e-2: the difference quotient carries ~1e-4 of
+            // rounding noise relative to the loss.
+            assert_close(got.data(), &num, 2e-3, 2e-3, &format!("fd {name} {p:?}"));
+        }
+    }
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.data().iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn repeated_runs_are_bit_identical() {
+    let mut rng = Rng::new(5);
+    // Large enough for the default tuning to go parallel (> 4 MFLOP).
+    let x = tensor(&mut rng, &[6, 8, 20, 20]);
+    let w = tensor(&mut rng, &[16, 4, 3, 3]);
+    let b = tensor(&mut rng, &[16]);
+    let p = Conv2dParams::new((1, 1), (1, 1), (1, 1), 2);
+    let dy = tensor(&mut rng, &[6, 16, 20, 20]);
+    for (name, t) in &TUNINGS {
+        let y1 = forward_tuned(&x, &w, Some(&b), &p, false, t).unwrap();
+        let g1 = backward_tuned(&x, &w, &dy, &p, Conv2dNeeds::ALL, t).unwrap();
+        for _ in 0..3 {
+            let y2 = forward_tuned(&x, &w, Some(&b), &p, false, t).unwrap();
+            let g2 = backward_tuned(&x, &w, &dy, &p, Conv2dNeeds::ALL, t).unwrap();
+            assert_eq!(bits(&y1), bits(&y2), "forward {name}");
+            for (a, b) in [
+                (&g1.input, &g2.input),
+                (&g1.weight, &g2.weight),
+                (&g1.bias, &g2.bias),
+            ] {
+                assert_eq!(
+                    bits(a.as_ref().unwrap()),
+                    bits(b.as_ref().unwrap()),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
+type Pair = (usize, usize);
+
+fn out_hw(hw: Pair, k: Pair, stride: Pair, padding: Padding, dilation: Pair) -> Pair {
+    let p = Conv2dParams {
+        stride,
+        padding,
+        dilation,
+        groups: 1,
+    };
+    let gm = Conv2dGeom::new(&[1, 1, hw.0, hw.1], &[1, 1, k.0, k.1], None, &p).unwrap();
+    (gm.h_out, gm.w_out)
+}
+
+#[test]
+fn output_sizes_match_known_values() {
+    // Output sizes as PyTorch reports them (LeNet, ResNet stem and stages).
+    let sym = Padding::symmetric;
+    assert_eq!(
+        out_hw((32, 32), (5, 5), (1, 1), sym(0, 0), (1, 1)),
+        (28, 28)
+    );
+    assert_eq!(
+        out_hw((224, 224), (3, 3), (2, 2), sym(1, 1), (1, 1)),
+        (112, 112)
+    );
+    assert_eq!(
+        out_hw((224, 224), (7, 7), (2, 2), sym(3, 3), (1, 1)),
+        (112, 112)
+    );
+    assert_eq!(
+        out_hw((10, 9), (3, 3), (1, 1), Padding::Valid, (2, 2)),
+        (6, 5)
+    );
+    assert_eq!(
+        out_hw((7, 8), (4, 2), (1, 1), Padding::Same, (1, 3)),
+        (7, 8)
+    );
+    let asym = Padding::Explicit {
+        top: 2,
+        bottom: 0,
+        left: 0,
+        right: 1,
+    };
+    assert_eq!(out_hw((5, 5), (3, 3), (3, 2), asym, (1, 1)), (2, 2));
+}
+
+#[test]
+fn same_padding_puts_the_extra_pixel_bottom_right() {
+    let p = Conv2dParams {
+        padding: Padding::Same,
+        dilation: (1, 2),
+        ..Conv2dParams::default()
+    };
+    // k_h = 4: total 3 -> top 1, bottom 2; k_w = 2 with dilation 2: total 2 -> 1, 1.
+    let gm = Conv2dGeom::new(&[1, 1, 6, 6], &[1, 1, 4, 2], None, &p).unwrap();
+    assert_eq!(
+        (gm.pad_top, gm.pad_bottom, gm.pad_left, gm.pad_right),
+        (1, 2, 1, 1)
+    );
+    assert_eq!((gm.h_out, gm.w_out), (6, 6));
+    let gm = Conv2dGeom::new(
+        &[1, 1, 6, 6],
+        &[1, 1, 1, 1],
+        None,
+        &Conv2dParams {
+            padding: Padding::Valid,
+            ..p
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (gm.pad_top, gm.pad_bottom, gm.pad_left, gm.pad_right),
+        (0, 0, 0, 0)
+    );
+}
+
+#[test]
+fn zero_size_dims_give_empty_results() {
+    let mut rng = Rng::new(1);
+    let p = Conv2dParams::new((1, 1), (1, 1), (1, 1), 1);
+    // Zero batch: empty output, empty input gradient, zero weight gradient.
+    let x = Tensor::zeros(&[0, 3, 8, 8]).unwrap();
+    let w = tensor(&mut rng, &[4, 3, 3, 3]);
+    let b = tensor(&mut rng, &[4]);
+    let y = forward(&x, &w, Some(&b), &p, false).unwrap();
+    assert_eq!(y.shape(), &[0, 4, 8, 8]);
+    let g = backward(&x, &w, &y, &p, Conv2dNeeds::ALL).unwrap();
+    assert_eq!(g.input.unwrap().shape(), &[0, 3, 8, 8]);
+    assert!(g.weight.unwrap().data().iter().all(|&v| v == 0.0));
+    assert!(g.bias.unwrap().data().iter().all(|&v| v == 0.0));
+    // Zero input channels: the output is the bias.
+    let x = Tensor::zeros(&[2, 0, 4, 4]).unwrap();
+    let w = Tensor::zeros(&[3, 0, 3, 3]).unwrap();
+    let y = forward(&x, &w, Some(&tensor(&mut rng, &[3])), &p, false).unwrap();
+    assert_eq!(y.shape(), &[2, 3, 4, 4]);
+    let dy = Tensor::full(&[2, 3, 4, 4], 1.0).unwrap();
+    let g = backward(&x, &w, &dy, &p, Conv2dNeeds::ALL).unwrap();
+    assert_eq!(g.bias.unwrap().data(), &[32.0, 32.0, 32.0]);
+    // Zero output channels.
+    let x = tensor(&mut rng, &[2, 3, 4, 4]);
+    let w = Tensor::zeros(&[0, 3, 3, 3]).unwrap();
+    let y = forward(&x, &w, None, &p, false).unwrap();
+    assert_eq!(y.shape(), &[2, 0, 4, 4]);
+    let g = backward(&x, &w, &y, &p, Conv2dNeeds::ALL).unwrap();
+    assert!(g.input.unwrap().data().iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn autograd_wrapper_matches_backward() {
+    let mut rng = Rng::new(8);
+    let p = Conv2dParams::new((2, 1), (1, 0), (1, 1), 1);
+    let (xt, wt, bt) = (
+        tensor(&mut rng, &[2, 3, 7, 6]),
+        tensor(&mut rng, &[4, 3, 3, 3]),
+        tensor(&mut rng, &[4]),
+    );
+    let x = Var::leaf(xt.clone(), true);
+    let w = Var::leaf(wt.clone(), true);
+    let b = Var::leaf(bt.clone(), true);
+    let y = conv2d(&x, &w, Some(&b), &p).unwrap();
+    assert_eq!(y.grad_fn_name(), Some("Conv2dBackward"));
+    assert_eq!(*y.value(), forward(&xt, &wt, Some(&bt), &p, false).unwrap());
+    let dy = tensor(&mut rng, &y.shape());
+    y.backward(Some(dy.clone())).unwrap();
+    let g = backward(&xt, &wt, &dy, &p, Conv2dNeeds::ALL).unwrap();
+    assert_eq!(x.grad(), g.input);
+    assert_eq!(w.grad(), g.weight);
+    assert_eq!(b.grad(), g.bias);
+
+    // Only the weight requires grad; no bias.
+    let x = Var::leaf(xt.clone(), false);
+    let w = Var::leaf(wt.clone(), true);
+    let y = conv2d(&x, &w, None, &p).unwrap();
+    y.backward(Some(dy.clone())).unwrap();
+    assert_eq!(w.grad(), g.weight);
+    assert!(x.grad().is_none());
+
+    // Nothing requires grad: no graph.
+    let y = conv2d(&Var::leaf(xt, false), &Var::leaf(wt, false), None, &p).unwrap();
+    assert!(y.is_leaf() && !y.requires_grad());
+}
+
+fn err(r: Result<Tensor>) -> String {
+    match r {
+        Ok(t) => panic!("expected an error, got shape {:?}", t.shape()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn fwd_err(xs: &[usize], ws: &[usize], bs: Option<&[usize]>, p: &Conv2dParams) -> String {
+    let x = Tensor::zeros(xs).unwrap();
+    let w = Tensor::zeros(ws).unwrap();
+    let b = bs.map(|s| Tensor::zeros(s).unwrap());
+    let e = err(forward(&x, &w, b.as_ref(), p, false));
+    assert!(e.starts_with("conv2d"), "{e}");
+    e
+}
+
+#[test]
+fn channel_mismatch_message_names_both_shapes() {
+    let e = fwd_err(
+        &[8, 3, 32, 32],
+        &[16, 4, 3, 3],
+        None,
+        &Conv2dParams::default(),
+    );
+    assert_eq!(
+        e,
+        "conv2d: input has 3 channels but weight expects 4 (groups=1); \
+         input (8, 3, 32, 32), weight (16, 4, 3, 3)"
+    );
+    let p = Conv2dParams {
+        groups: 2,
+        ..Conv2dParams::default()
+    };
+    let e = fwd_err(&[1, 4, 5, 5], &[4, 1, 3, 3], None, &p);
+    assert!(
+        e.contains("input has 4 channels but weight expects 2 (groups=2)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_ranks_are_refused() {
+    let p = Conv2dParams::default();
+    let e = fwd_err(&[3, 8, 8], &[4, 3, 3, 3], None, &p);
+    assert!(e.contains("4-D input") && e.contains("(3, 8, 8)"), "{e}");
+    let e = fwd_err(&[1, 3, 8, 8], &[4, 3, 3], None, &p);
+    assert!(e.contains("4-D weight") && e.contains("(4, 3, 3)"), "{e}");
+}
+
+#[test]
+fn groups_must_divide_channels_and_be_positive() {
+    let p = |groups| Conv2dParams {
+        groups,
+        ..Conv2dParams::default()
+    };
+    let e = fwd_err(&[1, 3, 8, 8], &[4, 1, 3, 3], None, &p(2));
+    assert!(
+        e.contains("input channels (3) must be divisible by groups (2)"),
+        "{e}"
+    );
+    let e = fwd_err(&[1, 4, 8, 8], &[5, 2, 3, 3], None, &p(2));
+    assert!(
+        e.contains("output channels (5, weight dim 0) must be divisible by groups (2)"),
+        "{e}"
+    );
+    let e = fwd_err(&[1, 4, 8, 8], &[4, 4, 3, 3], None, &p(0));
+    assert!(e.contains("groups must be positive"), "{e}");
+}
+
+#[test]
+fn kernel_larger_than_padded_input_is_refused() {
+    let e = fwd_err(&[1, 1, 4, 4], &[1, 1, 5, 5], None, &Conv2dParams::default());
+    assert!(e.contains("larger than the padded input (4, 4)"), "{e}");
+    // Dilation counts: a 3x3 kernel with dilation 3 spans 7.
+    let p = Conv2dParams::new((1, 1), (1, 1), (3, 3), 1);
+    let e = fwd_err(&[1, 1, 4, 4], &[1, 1, 3, 3], None, &p);
+    assert!(
+        e.contains("spans (7, 7)") && e.contains("padded input (6, 6)"),
+        "{e}"
+    );
+    // Zero-size spatial input without padding.
+    let e = fwd_err(&[1, 1, 0, 4], &[1, 1, 1, 1], None, &Conv2dParams::default());
+    assert!(e.contains("padded input (0, 4)"), "{e}");
+    // ... but padding may make room: output 2x6.
+    let x = Tensor::zeros(&[1, 1, 0, 4]).unwrap();
+    let w = Tensor::full(&[1, 1, 1, 1], 1.0).unwrap();
+    let y = forward(
+        &x,
+        &w,
+        None,
+        &Conv2dParams::new((1, 1), (1, 1), (1, 1), 1),
+        false,
+    )
+    .unwrap();
+    assert_eq!(y.shape(), &[1, 1, 2, 6]);
+}
+
+#[test]
+fn bad_parameters_are_refused() {
+    let (xs, ws) = ([1, 1, 8, 8], [1, 1, 3, 3]);
+    let with = |f: &dyn Fn(&mut Conv2dParams)| {
+        let mut p = Conv2dParams::default();
+        f(&mut p);
+        fwd_err(&xs, &ws, None, &p)
+    };
+    assert!(with(&|p| p.stride = (0, 1)).contains("stride must be positive, got (0, 1)"));
+    assert!(with(&|p| p.dilation = (1, 0)).contains("dilation must be positive, got (1, 0)"));
+    let e = with(&|p| {
+        p.padding = Padding::Same;
+        p.stride = (1, 2);
+    });
+    assert!(
+        e.contains("padding='same' is not supported for strided convolutions"),
+        "{e}"
+    );
+    let e = fwd_err(&xs, &[1, 1, 0, 3], None, &Conv2dParams::default());
+    assert!(
+        e.contains("kernel size must be positive, got (0, 3)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn signed_arguments_are_validated() {
+    let pad0 = Padding::symmetric(0, 0);
+    let e = Conv2dParams::from_i64((-1, 1), pad0, (1, 1), 1).unwrap_err();
+    assert!(
+        matches!(&e, CnnError::InvalidArgument(m) if m.contains("stride must be positive, got (-1, 1)")),
+        "{e}"
+    );
+    let e = Conv2dParams::from_i64((1, 1), pad0, (1, -2), 1).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("dilation must be positive, got (1, -2)"),
+        "{e}"
+    );
+    let e = Conv2dParams::from_i64((1, 1), pad0, (1, 1), -3).unwrap_err();
+    assert!(
+        e.to_string().contains("groups must be positive, got -3"),
+        "{e}"
+    );
+    let e = Conv2dParams::from_i64((1, 1), pad0, (1, 1), 0).unwrap_err();
+    assert!(
+        e.to_string().contains("groups must be positive, got 0"),
+        "{e}"
+    );
+    let e = Conv2dParams::from_i64((2, 2), Padding::Same, (1, 1), 1).unwrap_err();
+    assert!(e.to_string().contains("'same'"), "{e}");
+    let e = Padding::from_i64(0, -1, 0, 0).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("conv2d: padding must be non-negative"),
+        "{e}"
+    );
+    let e = Padding::parse("full").unwrap_err();
+    assert!(e.to_string().contains("got 'full'"), "{e}");
+    assert_eq!(Padding::parse("same").unwrap(), Padding::Same);
+    assert_eq!(Padding::parse("valid").unwrap(), Padding::Valid);
+    let p =
+        Conv2dParams::from_i64((2, 3), Padding::from_i64(1, 2, 3, 4).unwrap(), (1, 2), 1).unwrap();
+    assert_eq!(p.stride, (2, 3));
+    assert_eq!(
+        p.padding,
+        Padding::Explicit {
+            top: 1,
+            bottom: 2,
+            left: 3,
+            right: 4
+        }
+    );
+}
+
+#[test]
+fn bias_of_wrong_shape_is_refused() {
+    let p = Conv2dParams::default();
+    let e = fwd_err(&[1, 3, 8, 8], &[4, 3, 3, 3], Some(&[3]), &p);
+    assert!(
+        e.contains("bias must have shape (4,)") && e.contains("got shape (3,)"),
+        "{e}"
+    );
+    let e = fwd_err(&[1, 3, 8, 8], &[4, 3, 3, 3], Some(&[1, 4]), &p);
+    assert!(e.contains("got shape (1, 4)"), "{e}");
+}
+
+#[test]
+fn huge_padding_is_an_error_not_a_crash() {
+    let p = Conv2dParams::new((1, 1), (1 << 40, 1 << 40), (1, 1), 1);
+    let x = Tensor::zeros(&[1, 1, 2, 2]).unwrap();
+    let w = Tensor::zeros(&[1, 1, 1, 1]).unwrap();
+    assert!(matches!(
+        forward(&x, &w, None, &p, false),
+        Err(CnnError::OutOfMemory(_))
+    ));
+    let p = Conv2dParams::new((1, 1), (usize::MAX, 0), (1, 1), 1);
+    let e = err(forward(&x, &w, None, &p, false));
+    assert!(e.contains("too large"), "{e}");
+}
+
+#[test]
+fn grad_output_of_wrong_shape_is_refused() {
+    let x = Tensor::zeros(&[2, 3, 8, 8]).unwrap();
+    let w = Tensor::zeros(&[4, 3, 3, 3]).unwrap();
+    let dy = Tensor::zeros(&[2, 4, 8, 8]).unwrap();
+    let e = backward(&x, &w, &dy, &Conv2dParams::default(), Conv2dNeeds::ALL).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "conv2d backward: grad_output has shape (2, 4, 8, 8) but the output has shape (2, 4, 6, 6)"
+    );
+}
