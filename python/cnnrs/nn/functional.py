@@ -193,7 +193,7 @@ def _class_labels(target: Any, op: str) -> np.ndarray:
     if kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"{op}: target label {int(arr.max())} is out of range")
     if kind in "iu":
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return np.asarray(arr, dtype=np.int64, order="C")
     if kind == "f":
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
@@ -203,7 +203,7 @@ def _class_labels(target: Any, op: str) -> np.ndarray:
             )
         if arr.size and float(np.abs(arr).max()) >= 2.0**62:
             raise ValueError(f"{op}: target label {float(np.abs(arr).max())!r} is out of range")
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return np.asarray(arr, dtype=np.int64, order="C")
     raise TypeError(
         f"{op}: target must hold integer class labels (ints, or floats with integral values), "
         f"got dtype {arr.dtype}"
