@@ -53,14 +53,16 @@ fn plane_generic<const IDX: bool>(x: &[f32], g: &Pool2dGeometry, out: &mut [f32]
             for a in 0..rw.count {
                 // a*dh stays below h_in: a > 0 only when the window holds two
                 // rows, so dh < h_in.
-                let row = &x[(rw.first + a * dh) * w_in..][..w_in];
+                let base = (rw.first + a * dh) * w_in;
+                let row = &x[base..base + w_in];
                 for b in 0..cw.count {
                     let j = cw.first + b * dw;
                     let v = row[j];
-                    if better(v, best) {
-                        best = v;
-                        best_i = (rw.first + a * dh) * w_in + j;
-                    }
+                    // Selects rather than branches: which tap wins is data
+                    // dependent and mispredicts often on real images.
+                    let take = better(v, best);
+                    best = if take { v } else { best };
+                    best_i = if take { base + j } else { best_i };
                 }
             }
             out[o] = best;
