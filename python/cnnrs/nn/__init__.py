@@ -4,15 +4,19 @@ from . import functional, init
 from .conv import Conv2d
 from .dropout import Cutout, Dropout, Dropout2d, MaxPoolDropout2d
 from .layers import Flatten, Identity, ReLU
+from .linear import Linear
 from .local import LocallyConnected2d
+from .loss import CrossEntropyLoss, LogSoftmax, MSELoss, Softmax
 from .module import Module, ModuleList, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
+from .pooling import MaxPool2d
 
 __all__ = [
     "functional", "init",
     "Module", "ModuleList", "Parameter", "Sequential",
     "Flatten", "Identity", "ReLU",
-    "Conv2d",
+    "Conv2d", "Linear", "MaxPool2d",
     "BatchNorm1d", "BatchNorm2d",
     "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d", "LocallyConnected2d",
+    "CrossEntropyLoss", "MSELoss", "Softmax", "LogSoftmax",
 ]

@@ -8,12 +8,13 @@ Rust with the GIL released.
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Any, Optional
 
 import numpy as np
 
 from .. import _native
-from .._tensor import Tensor, as_tensor
+from .._tensor import Tensor, _int, as_tensor
 
 __all__ = ["relu", "flatten", "batch_norm", "dropout", "dropout2d", "cutout",
            "max_pool_dropout2d", "locally_connected2d"]
@@ -303,9 +304,277 @@ __all__ += ["conv2d"]
 
 
 # --- pooling ------------------------------------------------------------------
+__all__ += ["max_pool2d"]
+
+
+def _int_pair(value: Any, name: str, op: str) -> tuple:
+    """``value`` (an int, or a sequence of one or two ints) as ``(h, w)``.
+
+    Raises TypeError for non-integers (bool included) and ValueError for
+    negative or absurdly large values, naming ``op`` and ``name``."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(items) == 1:
+        items = items * 2
+    if len(items) != 2:
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    out = []
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        if v < 0:
+            raise ValueError(f"{op}: {name} must be non-negative, got {value!r}")
+        if v > sys.maxsize:
+            raise ValueError(f"{op}: {name} is too large, got {value!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False):
+    """2-D max pooling over an NCHW batch, as ``torch.nn.functional.max_pool2d``.
+
+    Args:
+        input: ``(N, C, H, W)`` tensor or array.
+        kernel_size: window size, an int or ``(kH, kW)``.
+        stride: window step, an int or a pair; default (None): ``kernel_size``.
+        padding: implicit -inf padding on each side, an int or a pair; at most
+            half the kernel size.
+        dilation: spacing between window taps, an int or a pair. Default 1.
+        ceil_mode: round the output size up instead of down (a last window
+            that would start in the right padding is still dropped).
+        return_indices: also return, per output element, the flat index
+            ``h * W + w`` inside its ``(H, W)`` input plane of the element
+            chosen, as a numpy ``int64`` array (cnnrs tensors are float32
+            only, so this is not a Tensor). A window that covers only padding
+            gives -inf and index -1 (PyTorch gives an arbitrary index there).
+
+    Shape:
+        Input ``(N, C, H_in, W_in)``, output ``(N, C, H_out, W_out)`` with
+        ``H_out = floor((H_in + 2*padding[0] - dilation[0]*(kernel_size[0]-1) - 1)
+        / stride[0]) + 1`` (``ceil`` in ceil mode), likewise ``W_out``.
+
+    Returns:
+        The pooled Tensor, or ``(Tensor, np.ndarray)`` with ``return_indices``.
+        Ties pick the first maximal element in row-major window order; a NaN
+        in a window wins (the output is NaN), as in PyTorch. The gradient
+        flows to the chosen element (summed where windows overlap).
+
+    Raises:
+        ValueError: input not 4-D (PyTorch also takes unbatched 3-D input;
+            cnnrs does not), kernel_size/stride/dilation of 0, negative
+            values, padding over half the kernel, or an output smaller than
+            1x1.
+        TypeError: non-integer sizes.
+
+    Example:
+        >>> x = cnnrs.randn(8, 3, 32, 32)
+        >>> F.max_pool2d(x, 2).shape
+        (8, 3, 16, 16)
+        >>> y, idx = F.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
+    """
+    op = "max_pool2d"
+    k = _int_pair(kernel_size, "kernel_size", op)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        s = k
+    else:
+        s = _int_pair(stride, "stride", op)
+    p = _int_pair(padding, "padding", op)
+    d = _int_pair(dilation, "dilation", op)
+    y, idx = _native.max_pool2d(_t(input)._v, k, s, p, d, bool(ceil_mode), bool(return_indices))
+    out = Tensor._wrap(y)
+    return (out, idx) if return_indices else out
 
 
 # --- linear -------------------------------------------------------------------
+__all__ += ["linear"]
+
+
+def linear(input: Any, weight: Any, bias: Any = None) -> Tensor:
+    """Affine map ``y = x W^T + b``, as ``torch.nn.functional.linear``.
+
+    Args:
+        input: ``(*, in_features)``; any leading dims (none for a 1-D input).
+        weight: ``(out_features, in_features)``.
+        bias: ``(out_features,)`` or None.
+
+    Shape:
+        Input ``(*, H_in)`` with ``H_in = in_features``, output ``(*, H_out)``
+        with ``H_out = out_features``.
+
+    Raises:
+        ValueError: a 0-d input, a weight that is not 2-D, an input whose last
+            dim is not ``in_features``, or a bias that is not
+            ``(out_features,)``; the message names every shape.
+
+    Example:
+        >>> x, w, b = cnnrs.randn(4, 3), cnnrs.randn(2, 3), cnnrs.randn(2)
+        >>> F.linear(x, w, b).shape
+        (4, 2)
+    """
+    b = None if bias is None else _t(bias)._v
+    return Tensor._wrap(_native.linear(_t(input)._v, _t(weight)._v, b))
 
 
 # --- softmax and losses -------------------------------------------------------
+__all__ += ["softmax", "log_softmax", "cross_entropy", "mse_loss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(reduction: Any, op: str) -> str:
+    if not isinstance(reduction, str):
+        raise TypeError(
+            f"{op}: reduction must be a str ('mean', 'sum' or 'none'), got "
+            f"{type(reduction).__name__}; pass it by keyword (reduction=...)"
+        )
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got '{reduction}'")
+    return reduction
+
+
+def _class_labels(target: Any, op: str) -> np.ndarray:
+    """Integer class labels as a contiguous int64 array.
+
+    Integer arrays, lists and numbers are taken as they are; float arrays and
+    Tensors are accepted when every value is an integer. Anything else (bool,
+    str, object, non-integral floats) raises TypeError."""
+    if isinstance(target, Tensor):
+        arr = target.numpy()
+    else:
+        try:
+            arr = np.asarray(target)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"{op}: target must hold integer class labels, got "
+                            f"{type(target).__name__}: {e}") from e
+    kind = arr.dtype.kind
+    if kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{op}: target label {int(arr.max())} is out of range")
+    if kind in "iu":
+        return np.asarray(arr, dtype=np.int64, order="C")
+    if kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            raise TypeError(
+                f"{op}: target must hold integer class labels, got {arr.dtype} values that "
+                f"are not integers (e.g. {arr[bad].flat[0]!r})"
+            )
+        if arr.size and float(np.abs(arr).max()) >= 2.0**62:
+            raise ValueError(f"{op}: target label {float(np.abs(arr).max())!r} is out of range")
+        return np.asarray(arr, dtype=np.int64, order="C")
+    raise TypeError(
+        f"{op}: target must hold integer class labels (ints, or floats with integral values), "
+        f"got dtype {arr.dtype}"
+    )
+
+
+def softmax(input: Any, dim: int) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``dim``, computed stably (max subtracted).
+
+    Args:
+        input: any shape.
+        dim: the dim to normalise (negative counts from the end). Required:
+            PyTorch's implicit choice when it is omitted is deprecated.
+
+    Shape:
+        Output has the input's shape; slices along ``dim`` sum to 1.
+
+    Raises:
+        ValueError: ``dim`` out of range.
+        TypeError: ``dim`` not an int.
+
+    Example:
+        >>> F.softmax(cnnrs.tensor([[1.0, 1.0]]), dim=1).numpy()
+        array([[0.5, 0.5]], dtype=float32)
+    """
+    return Tensor._wrap(_native.softmax(_t(input)._v, _int(dim, "softmax")))
+
+
+def log_softmax(input: Any, dim: int) -> Tensor:
+    """``x - logsumexp(x)`` along ``dim``, computed stably.
+
+    Args:
+        input: any shape.
+        dim: the dim to normalise (negative counts from the end).
+
+    Shape:
+        Output has the input's shape.
+
+    Raises:
+        ValueError: ``dim`` out of range.
+        TypeError: ``dim`` not an int.
+
+    Example:
+        >>> F.log_softmax(cnnrs.tensor([0.0, 0.0]), dim=0).numpy()
+        array([-0.6931472, -0.6931472], dtype=float32)
+    """
+    return Tensor._wrap(_native.log_softmax(_t(input)._v, _int(dim, "log_softmax")))
+
+
+def cross_entropy(input: Any, target: Any, reduction: str = "mean",
+                  ignore_index: int = -100) -> Tensor:
+    """Cross-entropy between logits and integer class labels (log-softmax over
+    the class dim fused with the negative log-likelihood).
+
+    Args:
+        input: logits ``(N, C)``, ``(N, C, d1, d2, ...)`` (e.g. per-pixel
+            segmentation logits ``(N, C, H, W)``), or unbatched ``(C,)``.
+        target: class labels in ``[0, C)``: ``(N,)``, ``(N, d1, d2, ...)``,
+            or ``()``; an int array, a list of ints, or a Tensor/float array
+            whose values are integers (converted to int64).
+        reduction: ``'mean'`` (over the labels not equal to
+            ``ignore_index``; NaN if there are none), ``'sum'`` or ``'none'``
+            (per-label losses, shaped like ``target``).
+        ignore_index: labels equal to it contribute no loss and no gradient.
+
+    Shape:
+        Input ``(N, C, *)``, target ``(N, *)``; output ``()`` for ``'mean'``
+        and ``'sum'``, ``(N, *)`` for ``'none'``.
+
+    Raises:
+        ValueError: a label outside ``[0, C)`` (not ``ignore_index``), a
+            target shape that does not match the input, a 0-d input, or an
+            unknown reduction.
+        TypeError: bool/str/object labels, float labels that are not
+            integers, or a non-str reduction.
+
+    Differences from PyTorch: no ``weight`` or ``label_smoothing``, and no
+    class-probability targets; the third positional argument is
+    ``reduction`` (PyTorch's is ``weight``), so pass options by keyword.
+
+    Example:
+        >>> logits = cnnrs.randn(4, 10).requires_grad_()
+        >>> loss = F.cross_entropy(logits, [1, 0, 9, 3])
+        >>> loss.backward()
+    """
+    op = "cross_entropy"
+    red = _check_reduction(reduction, op)
+    labels = _class_labels(target, op)
+    ign = _int(ignore_index, op)
+    return Tensor._wrap(_native.cross_entropy(_t(input)._v, labels, red, ign))
+
+
+def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean squared error ``(input - target)^2``, reduced.
+
+    Args:
+        input: any shape.
+        target: the same shape as ``input`` (it may require grad too).
+        reduction: ``'mean'`` (NaN for empty inputs), ``'sum'`` or
+            ``'none'``.
+
+    Shape:
+        Output ``()`` for ``'mean'``/``'sum'``, the input's shape for
+        ``'none'``.
+
+    Raises:
+        ValueError: shapes differ (PyTorch broadcasts with a warning; cnnrs
+            refuses, since that is almost always a bug), or an unknown
+            reduction.
+        TypeError: a non-str reduction.
+
+    Example:
+        >>> F.mse_loss(cnnrs.tensor([1.0, 2.0]), cnnrs.tensor([1.0, 4.0])).item()
+        2.0
+    """
+    red = _check_reduction(reduction, "mse_loss")
+    return Tensor._wrap(_native.mse_loss(_t(input)._v, _t(target)._v, red))

@@ -1,7 +1,43 @@
 //! Bindings for the pool ops (translation only).
 
+use cnnrs_core::ops::pool2d::{self, MaxPool2dParams};
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::{compute, PyVar};
+
+/// `max_pool2d`; returns `(output, indices)` where `indices` is an int64
+/// array of the output's shape when `return_indices`, else None.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn max_pool2d<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, PyVar>,
+    kernel_size: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    ceil_mode: bool,
+    return_indices: bool,
+) -> PyResult<(PyVar, Option<Bound<'py, PyArrayDyn<i64>>>)> {
+    let x = x.v.clone();
+    let p = MaxPool2dParams {
+        kernel: [kernel_size.0, kernel_size.1],
+        stride: [stride.0, stride.1],
+        padding: [padding.0, padding.1],
+        dilation: [dilation.0, dilation.1],
+        ceil_mode,
+    };
+    if !return_indices {
+        let y = compute(py, move || pool2d::max_pool2d(&x, &p))?;
+        return Ok((PyVar::new(y), None));
+    }
+    let (y, idx) = compute(py, move || pool2d::max_pool2d_with_indices(&x, &p))?;
+    let arr = PyArray1::from_vec(py, idx).reshape(y.shape())?;
+    Ok((PyVar::new(y), Some(arr)))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(max_pool2d, m)?)?;
     Ok(())
 }

@@ -1,1 +1,157 @@
-//! pool2d: placeholder, filled in by its own commit.
+//! `max_pool2d` over NCHW input, with PyTorch's semantics.
+//!
+//! Layout: input [n, c, h_in, w_in] -> output [n, c, h_out, w_out], each of
+//! the n*c planes pooled on its own, where
+//! `h_out = floor((h_in + 2*padding - dilation*(kernel-1) - 1) / stride) + 1`
+//! (ceil instead of floor in ceil mode, dropping a last window that would
+//! start in the right padding); see [`params::out_dim`]. Padding is implicit
+//! -inf: padded taps are never read.
+//!
+//! The forward pass keeps, per output, the flat index `h*w_in + w` of the
+//! chosen element inside its plane (PyTorch's `return_indices` form). Ties
+//! pick the first maximal element in scan order, a NaN in the window wins
+//! (the output is NaN), as in PyTorch. Backward adds each output gradient
+//! into the chosen element.
+
+use std::sync::Arc;
+
+use crate::autograd::{Backward, Var};
+use crate::error::{CnnError, Result};
+use crate::tensor::{checked_numel, try_zeros, Tensor};
+
+mod backward;
+mod forward;
+pub mod params;
+pub mod reference;
+#[cfg(test)]
+mod tests;
+
+pub use forward::NO_INDEX;
+pub use params::{MaxPool2dParams, Pool2dGeometry};
+
+fn try_index_buf(n: usize) -> Result<Vec<u32>> {
+    let mut v: Vec<u32> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        CnnError::OutOfMemory(format!("max_pool2d: could not allocate {n} indices"))
+    })?;
+    v.resize(n, 0);
+    Ok(v)
+}
+
+/// Max-pooled output of `x`.
+///
+/// # Errors
+/// See [`MaxPool2dParams::geometry`] (non-4-D input, zero kernel, stride or
+/// dilation, padding over half the kernel, output smaller than 1x1).
+pub fn forward(x: &Tensor, p: &MaxPool2dParams) -> Result<Tensor> {
+    let g = p.geometry(x.shape())?;
+    let shape = g.out_shape();
+    let mut out = try_zeros(checked_numel(&shape)?)?; // [n, c, h_out, w_out]
+    forward::forward_kernel(x.data(), &g, &mut out, None);
+    Ok(Tensor::from_parts(shape.to_vec(), out))
+}
+
+/// Max-pooled output of `x` and, per output element, the flat index inside
+/// its input plane of the element chosen ([`NO_INDEX`] for a window that
+/// covers only padding).
+///
+/// # Errors
+/// As [`forward`].
+pub fn forward_with_indices(x: &Tensor, p: &MaxPool2dParams) -> Result<(Tensor, Vec<u32>)> {
+    let g = p.geometry(x.shape())?;
+    let shape = g.out_shape();
+    let numel = checked_numel(&shape)?;
+    let mut out = try_zeros(numel)?; // [n, c, h_out, w_out]
+    let mut idx = try_index_buf(numel)?; // [n, c, h_out, w_out]
+    forward::forward_kernel(x.data(), &g, &mut out, Some(&mut idx));
+    Ok((Tensor::from_parts(shape.to_vec(), out), idx))
+}
+
+/// Gradient of `max_pool2d` with respect to its input of shape `in_shape`,
+/// from the output gradient and the indices of [`forward_with_indices`].
+///
+/// # Errors
+/// `ShapeMismatch` when `grad_out` and `indices` do not describe the same
+/// number of whole planes of `in_shape`.
+pub fn backward(grad_out: &Tensor, indices: &[u32], in_shape: &[usize]) -> Result<Tensor> {
+    let mut grad_in = Tensor::zeros(in_shape)?; // [n, c, h_in, w_in]
+    let go = grad_out.shape();
+    let ok = in_shape.len() == 4
+        && go.len() == 4
+        && go[..2] == in_shape[..2]
+        && indices.len() == grad_out.numel();
+    if !ok {
+        return Err(crate::shape_err!(
+            "max_pool2d backward: grad_out {} with {} indices does not match input {}",
+            crate::error::fmt_shape(go),
+            indices.len(),
+            crate::error::fmt_shape(in_shape)
+        ));
+    }
+    backward::backward_kernel(
+        grad_out.data(),
+        indices,
+        in_shape[2] * in_shape[3],
+        go[2] * go[3],
+        grad_in.data_mut(),
+    );
+    Ok(grad_in)
+}
+
+struct MaxPool2dBackward {
+    indices: Arc<Vec<u32>>,
+    in_shape: Vec<usize>,
+}
+
+impl Backward for MaxPool2dBackward {
+    fn name(&self) -> &'static str {
+        "MaxPool2DWithIndicesBackward"
+    }
+    fn backward(
+        &self,
+        g: &Tensor,
+        _inputs: &[Var],
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(backward(g, &self.indices, &self.in_shape)?)])
+    }
+}
+
+/// Autograd `max_pool2d`. Indices are computed and kept only when a graph is
+/// recorded.
+///
+/// # Errors
+/// As [`forward`].
+pub fn max_pool2d(x: &Var, p: &MaxPool2dParams) -> Result<Var> {
+    let xv = x.value();
+    if !Var::any_requires_grad(&[x]) {
+        return Ok(Var::leaf(forward(&xv, p)?, false));
+    }
+    let (out, idx) = forward_with_indices(&xv, p)?;
+    Ok(record(out, Arc::new(idx), &xv, x))
+}
+
+fn record(out: Tensor, idx: Arc<Vec<u32>>, xv: &Tensor, x: &Var) -> Var {
+    let back = MaxPool2dBackward {
+        indices: idx,
+        in_shape: xv.shape().to_vec(),
+    };
+    Var::from_op(out, back, vec![x.clone()])
+}
+
+/// Autograd `max_pool2d` that also returns the indices as PyTorch does with
+/// `return_indices=True`: int64, flat `h*w_in + w` inside each plane, with
+/// -1 for a window that covers only padding (PyTorch returns an arbitrary
+/// out-of-plane index there).
+///
+/// # Errors
+/// As [`forward`].
+pub fn max_pool2d_with_indices(x: &Var, p: &MaxPool2dParams) -> Result<(Var, Vec<i64>)> {
+    let xv = x.value();
+    let (out, idx) = forward_with_indices(&xv, p)?;
+    let idx64 = idx
+        .iter()
+        .map(|&i| if i == NO_INDEX { -1 } else { i as i64 })
+        .collect();
+    Ok((record(out, Arc::new(idx), &xv, x), idx64))
+}

@@ -1,0 +1,44 @@
+//! Max-pool backward: each output gradient goes to the input element its
+//! window picked (saved argmax), added up where windows overlap. Planes are
+//! independent, so the split over threads needs no reduction, and each plane
+//! is scanned in a fixed order (same result for any thread count).
+
+use rayon::prelude::*;
+
+use super::forward::planes_per_task;
+
+/// Scatters `grad_out` ([planes, plane_out]) into `grad_in` ([planes,
+/// plane_in], zeroed by the caller) through the per-plane indices `idx`.
+/// Indices outside the plane ([`NO_INDEX`](super::forward::NO_INDEX)) are
+/// skipped.
+pub(crate) fn backward_kernel(
+    grad_out: &[f32],
+    idx: &[u32],
+    plane_in: usize,
+    plane_out: usize,
+    grad_in: &mut [f32],
+) {
+    if grad_in.is_empty() || plane_out == 0 {
+        return;
+    }
+    let planes = grad_in.len() / plane_in;
+    let scatter = |p0: usize, gi: &mut [f32]| {
+        for (k, gplane) in gi.chunks_mut(plane_in).enumerate() {
+            let r = (p0 + k) * plane_out..(p0 + k + 1) * plane_out;
+            for (&g, &i) in grad_out[r.clone()].iter().zip(&idx[r]) {
+                if let Some(slot) = gplane.get_mut(i as usize) {
+                    *slot += g;
+                }
+            }
+        }
+    };
+    match planes_per_task(planes, planes.saturating_mul(plane_out)) {
+        None => scatter(0, grad_in),
+        Some(ppt) => crate::parallel::install(|| {
+            grad_in
+                .par_chunks_mut(ppt * plane_in)
+                .enumerate()
+                .for_each(|(t, gi)| scatter(t * ppt, gi));
+        }),
+    }
+}
