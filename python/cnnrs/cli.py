@@ -19,7 +19,7 @@ from typing import List, Optional
 
 # Per dataset: epochs, batch size, learning rate (SGD with momentum 0.9).
 _DEFAULTS = {
-    "digits": (20, 32, 0.05),
+    "digits": (20, 32, 0.03),
     "fashion-mnist": (2, 64, 0.05),
     "mnist": (2, 64, 0.05),
 }
@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--momentum", type=float, default=0.9)
     tr.add_argument("--weight-decay", type=float, default=0.0)
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--schedule", choices=["cosine", "none"], default="cosine",
+                    help="learning-rate schedule over the run, stepped per batch (cosine)")
     tr.add_argument("--out", default=None,
                     help="weights file (safetensors); default MODEL-DATASET.safetensors")
     ev = sub.add_parser("eval", help="evaluate saved weights")
@@ -63,6 +65,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from cnnrs import io, models, training
     from cnnrs.data import DataLoader, TensorDataset
     from cnnrs.optim import SGD
+    from cnnrs.optim.lr_scheduler import CosineAnnealingLR
 
     if args.threads is not None:
         cnnrs.set_num_threads(args.threads)
@@ -101,11 +104,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"training {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters) "
           f"for {epochs} epochs, batch {batch}, lr {opt.param_groups[0]['lr']}, "
           f"{cnnrs.get_num_threads()} threads", flush=True)
+    sched = None
+    if args.schedule == "cosine":
+        sched = CosineAnnealingLR(opt, T_max=max(epochs * len(loader), 1))
     t0 = time.perf_counter()
     test = {"accuracy": float("nan")}
     for epoch in range(1, epochs + 1):
         te = time.perf_counter()
-        tr = training.train_epoch(model, loader, opt, desc=f"epoch {epoch}/{epochs}")
+        tr = training.train_epoch(model, loader, opt, desc=f"epoch {epoch}/{epochs}",
+                                  schedule=sched.step if sched else None)
         test = training.evaluate(model, xte, yte)
         print(f"epoch {epoch}/{epochs}  loss {tr['loss']:.4f}  train_acc {tr['accuracy']:.4f}  "
               f"test_acc {test['accuracy']:.4f}  ({time.perf_counter() - te:.1f} s)", flush=True)
