@@ -9,13 +9,13 @@ from .local import LocallyConnected2d
 from .loss import CrossEntropyLoss, LogSoftmax, MSELoss, Softmax
 from .module import Module, ModuleList, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
-from .pooling import MaxPool2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
     "functional", "init",
     "Module", "ModuleList", "Parameter", "Sequential",
     "Flatten", "Identity", "ReLU",
-    "Conv2d", "Linear", "MaxPool2d",
+    "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "BatchNorm1d", "BatchNorm2d",
     "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d", "LocallyConnected2d",
     "CrossEntropyLoss", "MSELoss", "Softmax", "LogSoftmax",

@@ -385,6 +385,62 @@ def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
     return (out, idx) if return_indices else out
 
 
+def avg_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: Optional[int] = None) -> Tensor:
+    """2-D average pooling, as ``torch.nn.functional.avg_pool2d``.
+
+    Args:
+        input: ``(N, C, H, W)``.
+        kernel_size, stride (default ``kernel_size``), padding: ints or pairs;
+            zero padding of at most half the kernel.
+        ceil_mode: round the output size up.
+        count_include_pad: count the zero padding in the divisor.
+        divisor_override: divide by this instead.
+
+    Shape: ``H_out = floor((H + 2*padding - kernel_size) / stride) + 1``
+    (``ceil`` in ceil mode).
+
+    Raises:
+        ValueError: non-4-D input, zero kernel/stride, padding over half the
+            kernel, output smaller than 1x1, ``divisor_override=0``.
+        TypeError: non-integer sizes.
+    """
+    op = "avg_pool2d"
+    k = _int_pair(kernel_size, "kernel_size", op)
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
+        else _int_pair(stride, "stride", op)
+    p = _int_pair(padding, "padding", op)
+    if divisor_override is not None:
+        if isinstance(divisor_override, bool) or not isinstance(divisor_override, int):
+            raise TypeError(f"{op}: divisor_override must be an int")
+        if divisor_override < 1:
+            raise ValueError(f"{op}: divisor_override must be non-zero and positive, "
+                             f"got {divisor_override}")
+    return Tensor._wrap(_native.avg_pool2d(_t(input)._v, k, s, p, bool(ceil_mode),
+                                           bool(count_include_pad), divisor_override))
+
+
+def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
+    """Adaptive average pooling to ``output_size`` (an int or ``(H_out, W_out)``;
+    ``None`` in a pair keeps that input dim). Cell ``o`` of a dim of length
+    ``L`` averages ``[floor(o*L/out), ceil((o+1)*L/out))``; ``output_size=1``
+    is global average pooling.
+
+    Raises:
+        ValueError: non-4-D input, non-positive output size.
+    """
+    op = "adaptive_avg_pool2d"
+    x = _t(input)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2 and x.ndim == 4:
+        output_size = tuple(x.shape[2 + i] if v is None else v for i, v in enumerate(output_size))
+    o = _int_pair(output_size, "output_size", op)
+    return Tensor._wrap(_native.adaptive_avg_pool2d(x._v, o))
+
+
+__all__ += ["avg_pool2d", "adaptive_avg_pool2d"]
+
+
 # --- linear -------------------------------------------------------------------
 __all__ += ["linear"]
 

@@ -1,5 +1,6 @@
 //! Bindings for the pool ops (translation only).
 
+use cnnrs_core::ops::pool2d::avg::{self, AvgPool2dParams};
 use cnnrs_core::ops::pool2d::{self, MaxPool2dParams};
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
 use pyo3::prelude::*;
@@ -37,7 +38,47 @@ fn max_pool2d<'py>(
     Ok((PyVar::new(y), Some(arr)))
 }
 
+/// `avg_pool2d` with PyTorch's divisor rules.
+#[pyfunction]
+fn avg_pool2d(
+    py: Python<'_>,
+    x: PyRef<'_, PyVar>,
+    kernel_size: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: Option<usize>,
+) -> PyResult<PyVar> {
+    let x = x.v.clone();
+    let p = AvgPool2dParams {
+        kernel: [kernel_size.0, kernel_size.1],
+        stride: [stride.0, stride.1],
+        padding: [padding.0, padding.1],
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    };
+    compute(py, move || avg::avg_pool2d(&x, &p)).map(PyVar::new)
+}
+
+/// `adaptive_avg_pool2d` to `(H_out, W_out)`.
+#[pyfunction]
+fn adaptive_avg_pool2d(
+    py: Python<'_>,
+    x: PyRef<'_, PyVar>,
+    output_size: (usize, usize),
+) -> PyResult<PyVar> {
+    let x = x.v.clone();
+    compute(py, move || {
+        avg::adaptive_avg_pool2d(&x, [output_size.0, output_size.1])
+    })
+    .map(PyVar::new)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(max_pool2d, m)?)?;
+    m.add_function(wrap_pyfunction!(avg_pool2d, m)?)?;
+    m.add_function(wrap_pyfunction!(adaptive_avg_pool2d, m)?)?;
     Ok(())
 }

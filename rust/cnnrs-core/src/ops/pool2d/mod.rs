@@ -1,4 +1,5 @@
-//! `max_pool2d` over NCHW input, with PyTorch's semantics.
+//! `max_pool2d` over NCHW input, with PyTorch's semantics (average pooling,
+//! plain and adaptive, is in [`avg`]).
 //!
 //! Layout: input [n, c, h_in, w_in] -> output [n, c, h_out, w_out], each of
 //! the n*c planes pooled on its own, where
@@ -19,6 +20,9 @@ use crate::autograd::{Backward, Var};
 use crate::error::{CnnError, Result};
 use crate::tensor::{checked_numel, try_zeros, Tensor};
 
+pub mod avg;
+#[cfg(test)]
+mod avg_tests;
 mod backward;
 mod forward;
 pub mod params;

@@ -73,3 +73,73 @@ pub fn max_pool2d_backward(
     }
     gin
 }
+
+/// Naive average pooling, PyTorch's divisor rules, by loops over the
+/// padded window (f64 sums).
+#[allow(clippy::too_many_arguments)]
+pub fn avg_pool2d(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    k: [usize; 2],
+    s: [usize; 2],
+    p: [usize; 2],
+    [h_out, w_out]: [usize; 2],
+    count_include_pad: bool,
+    divisor_override: Option<usize>,
+) -> Vec<f32> {
+    let mut out = Vec::new();
+    for plane in 0..n * c {
+        for oy in 0..h_out {
+            for ox in 0..w_out {
+                let (mut sum, mut inside, mut padded) = (0.0f64, 0usize, 0usize);
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let y = (oy * s[0] + ky) as isize - p[0] as isize;
+                        let xx = (ox * s[1] + kx) as isize - p[1] as isize;
+                        // Taps beyond the right/bottom padding do not count.
+                        if y >= (h + p[0]) as isize || xx >= (w + p[1]) as isize {
+                            continue;
+                        }
+                        padded += 1;
+                        if y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w {
+                            inside += 1;
+                            sum += x[plane * h * w + y as usize * w + xx as usize] as f64;
+                        }
+                    }
+                }
+                let div =
+                    divisor_override.unwrap_or(if count_include_pad { padded } else { inside });
+                out.push((sum / div as f64) as f32);
+            }
+        }
+    }
+    out
+}
+
+/// Naive adaptive average pooling.
+pub fn adaptive_avg_pool2d(x: &[f32], [n, c, h, w]: [usize; 4], [ho, wo]: [usize; 2]) -> Vec<f32> {
+    let mut out = Vec::new();
+    for plane in 0..n * c {
+        for oy in 0..ho {
+            let (y0, y1) = (
+                (oy * h) as f64 / ho as f64,
+                ((oy + 1) * h) as f64 / ho as f64,
+            );
+            for ox in 0..wo {
+                let (x0, x1) = (
+                    (ox * w) as f64 / wo as f64,
+                    ((ox + 1) * w) as f64 / wo as f64,
+                );
+                let (mut sum, mut cnt) = (0.0f64, 0);
+                for y in y0.floor() as usize..y1.ceil() as usize {
+                    for xx in x0.floor() as usize..x1.ceil() as usize {
+                        sum += x[plane * h * w + y * w + xx] as f64;
+                        cnt += 1;
+                    }
+                }
+                out.push((sum / cnt as f64) as f32);
+            }
+        }
+    }
+    out
+}
