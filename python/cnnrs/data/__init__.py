@@ -1,6 +1,8 @@
-"""Data: the bundled digits, MNIST-format readers, batching."""
+"""Data: the bundled digits, MNIST-format readers, batching, augmentation."""
 
+from . import transforms
 from .datasets import MNIST, FashionMNIST, TensorDataset, load_digits, read_idx
 from .loader import DataLoader
 
-__all__ = ["load_digits", "read_idx", "TensorDataset", "MNIST", "FashionMNIST", "DataLoader"]
+__all__ = ["transforms", "load_digits", "read_idx", "TensorDataset", "MNIST", "FashionMNIST",
+           "DataLoader"]

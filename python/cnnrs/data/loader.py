@@ -36,6 +36,8 @@ class DataLoader:
         seed: seed of the shuffle; None draws from ``cnnrs.manual_seed``'s
             generator. The same seed gives the same order of batches over the
             same epochs.
+        transform: applied to the first element of each batch (the images),
+            e.g. a :mod:`cnnrs.data.transforms` pipeline.
 
     Yields:
         tuples like the dataset's samples, batched: float data as
@@ -48,7 +50,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, seed: Optional[int] = None):
+                 drop_last: bool = False, seed: Optional[int] = None, transform=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
@@ -57,6 +59,7 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self._rng = np.random.default_rng(seed) if seed is not None else None
+        self.transform = transform
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -86,4 +89,10 @@ class DataLoader:
             order = np.arange(n)
         stop = n - n % self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
-            yield self._fetch(order[start:start + self.batch_size])
+            batch = self._fetch(order[start:start + self.batch_size])
+            if self.transform is not None:
+                if isinstance(batch, tuple):
+                    batch = (self.transform(batch[0]),) + batch[1:]
+                else:
+                    batch = self.transform(batch)
+            yield batch

@@ -9,6 +9,7 @@ pub mod optim;
 pub mod parallel;
 pub mod rng;
 pub mod tensor;
+pub mod transforms;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -16,6 +16,7 @@ mod norm;
 mod ops;
 mod optim;
 mod pool;
+mod transforms;
 mod var;
 
 pub use var::PyVar;
@@ -64,5 +65,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     norm::register(m)?;
     dropout::register(m)?;
     local::register(m)?;
+    transforms::register(m)?;
     Ok(())
 }
