@@ -191,9 +191,12 @@ pub fn affine(
     fill: f32,
 ) -> Result<()> {
     let img = check("affine", x.len(), shape)?;
-    if !(degrees.is_finite() && degrees >= 0.0)
-        || !(scale.0 > 0.0 && scale.0 <= scale.1 && scale.1.is_finite())
-    {
+    let valid = degrees.is_finite()
+        && degrees >= 0.0
+        && scale.0 > 0.0
+        && scale.0 <= scale.1
+        && scale.1.is_finite();
+    if !valid {
         return Err(arg_err!("affine: need degrees >= 0 and 0 < scale_min <= scale_max, got degrees {degrees}, scale {scale:?}"));
     }
     let [n, c, h, w] = shape;
