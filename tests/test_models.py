@@ -126,3 +126,28 @@ def test_a_seeded_training_step_lowers_the_loss(name, shape):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_summary_totals_and_receptive_fields():
+    s = models.summary(models.lenet5(), (1, 1, 32, 32))
+    assert s.total_params == 61_706
+    # conv1 2*6*28*28*25 + conv2 2*16*10*10*150 + fc 2*(400*120 + 120*84 + 84*10)
+    assert s.total_flops == 235_200 + 480_000 + 2 * (48_000 + 10_080 + 840)
+    assert [r.receptive_field for r in s.rows if r.kind == "Conv2d"] == [5, 14]
+    assert "61,706 parameters" in str(s)
+    r18 = models.summary(models.resnet18(), (1, 3, 224, 224))
+    assert r18.total_params == 11_689_512
+    assert abs(r18.total_flops / 2 - 1.814e9) < 0.01e9  # the published 1.8 GMACs
+    assert max(r.receptive_field for r in r18.rows) == 435
+    assert max(r.receptive_field for r in models.summary(models.alexnet(),
+                                                         (1, 3, 224, 224)).rows) == 195
+    assert max(r.receptive_field for r in models.summary(models.resnet20(),
+                                                         (1, 3, 32, 32)).rows) == 81
+
+
+def test_summary_cli(capsys):
+    from cnnrs import cli
+
+    assert cli.main(["summary", "lenet"]) == 0
+    assert "61,706 parameters" in capsys.readouterr().out
+    assert cli.main(["summary", "nope"]) == 2

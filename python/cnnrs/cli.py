@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="learning-rate schedule over the run, stepped per batch (cosine)")
     tr.add_argument("--out", default=None,
                     help="weights file (safetensors); default MODEL-DATASET.safetensors")
+    sm = sub.add_parser("summary", help="per-layer shapes, parameters, FLOPs, receptive field")
+    sm.add_argument("model")
+    sm.add_argument("--input-shape", default=None,
+                    help="N,C,H,W (default: 1,1,32,32 for lenet, 1,3,32,32 for CIFAR "
+                         "resnets, 1,3,224,224 otherwise)")
+    sm.add_argument("--num-classes", type=int, default=None)
     ev = sub.add_parser("eval", help="evaluate saved weights")
     _common(ev)
     ev.add_argument("--weights", required=True)
@@ -59,8 +65,34 @@ def _canon_dataset(name: str) -> str:
     return "fashion-mnist" if name in ("fashion-mnist", "fashionmnist", "fmnist") else name
 
 
+def _summary(args) -> int:
+    from cnnrs import models
+
+    name = args.model.lower()
+    if args.input_shape:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    elif name.startswith("lenet"):
+        shape = (1, 1, 32, 32)
+    elif name in ("resnet20", "resnet32", "resnet44", "resnet56"):
+        shape = (1, 3, 32, 32)
+    else:
+        shape = (1, 3, 224, 224)
+    kwargs = {"in_channels": shape[1]}
+    if args.num_classes:
+        kwargs["num_classes"] = args.num_classes
+    try:
+        model = models.get_model(name, **kwargs)
+        print(models.summary(model, shape))
+    except ValueError as e:
+        print(f"cnnrs: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "summary":
+        return _summary(args)
     import cnnrs
     from cnnrs import io, models, training
     from cnnrs.data import DataLoader, TensorDataset

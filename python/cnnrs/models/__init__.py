@@ -17,10 +17,12 @@ from .resnet import (
     resnet101,
     resnet152,
 )
+from .summary import Summary, summary
 
 __all__ = ["LeNet5", "lenet5", "AlexNet", "alexnet", "ResNet", "CifarResNet", "BasicBlock",
            "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-           "resnet20", "resnet32", "resnet44", "resnet56", "get_model", "MODELS"]
+           "resnet20", "resnet32", "resnet44", "resnet56", "get_model", "MODELS", "summary",
+           "Summary"]
 
 MODELS = {
     "lenet": lenet5, "lenet5": lenet5, "alexnet": alexnet,
