@@ -65,3 +65,37 @@ def test_usage_errors(bad):
     with pytest.raises(SystemExit) as e:
         cli.main(bad)
     assert e.value.code == 2
+
+
+def test_resnet_training_with_augmentation_and_plot(capsys, tmp_path):
+    png = tmp_path / "curves.png"
+    code, out = run(capsys, "train", "resnet20", "--epochs", "1", "--batch-size", "128",
+                    "--crop-padding", "2", "--flip", "--rotate", "5", "--scale", "0.9,1.1",
+                    "--noise", "0.05", "--cutout", "4", "--shift", "1",
+                    "--plot", str(png), "--out", str(tmp_path / "r.safetensors"))
+    assert code == 0
+    result = json.loads(out[-1])
+    assert result["model"] == "resnet20" and result["epochs"] == 1
+    assert "crop, flip, shift, affine, noise, cutout" in out[1]
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" in data[-12:]
+
+
+def test_png_writer_round_trip(tmp_path):
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from cnnrs._plot import write_png
+
+    img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    p = tmp_path / "x.png"
+    write_png(str(p), img)
+    raw = p.read_bytes()
+    w, h = struct.unpack(">II", raw[16:24])
+    assert (w, h) == (7, 5)
+    idat_len = struct.unpack(">I", raw[33:37])[0]
+    rows = zlib.decompress(raw[41:41 + idat_len])
+    back = np.frombuffer(rows, np.uint8).reshape(5, 1 + 7 * 3)[:, 1:].reshape(5, 7, 3)
+    assert np.array_equal(back, img)
