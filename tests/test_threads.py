@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -102,3 +103,35 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_gil_is_released_during_compute():
+    """With a huge switch interval Python never preempts a thread, so the main
+    thread can only run while the worker is inside a call that released the
+    GIL. It counts how often it ran during one large convolution."""
+    import cnnrs.nn.functional as F
+
+    x = cnnrs.tensor(np.ones((8, 64, 56, 56), dtype=np.float32))
+    w = cnnrs.tensor(np.ones((64, 64, 3, 3), dtype=np.float32))
+    started = threading.Event()
+    done = threading.Event()
+
+    def worker():
+        started.set()
+        F.conv2d(x, w, padding=1)
+        done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        t = threading.Thread(target=worker)
+        t.start()
+        started.wait()
+        spins = 0
+        while not done.is_set():
+            spins += 1
+            time.sleep(0)  # lets the worker take the GIL back when its call ends
+        t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert spins > 100, f"main thread ran only {spins} times during the call"
