@@ -124,9 +124,13 @@ class Conv2d(Module):
         else:
             self.register_parameter("bias", None)
 
-    def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+    supports_fused_relu = True
+
+    def forward(self, x, relu: bool = False):
+        """``relu=True`` returns ``relu(conv(x))`` from one fused kernel."""
+        fn = F.conv2d_relu if relu else F.conv2d
+        return fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                  self.groups)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

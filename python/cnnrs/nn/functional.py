@@ -277,6 +277,20 @@ def conv2d(
         >>> F.conv2d(x, w, padding=1).shape
         (8, 16, 32, 32)
     """
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, False)
+
+
+def conv2d_relu(input: Any, weight: Any, bias: Any = None, stride=1, padding=0, dilation=1,
+                groups: int = 1) -> Tensor:
+    """``relu(conv2d(...))`` in one kernel: the ReLU is applied while the
+    output tile is in registers, and backward masks the gradient with the
+    saved output. Same arguments, shapes and errors as :func:`conv2d`. Not in
+    PyTorch; ``nn.Sequential`` uses it for a ``Conv2d`` followed by ``ReLU``.
+    """
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, True)
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, relu: bool) -> Tensor:
     op = "conv2d"
     stride_ = _conv_pair(stride, op, "stride")
     padding_ = _conv_padding(padding, op)
@@ -294,12 +308,12 @@ def conv2d(
     if unbatched:
         x = x.reshape(1, *x.shape)
     y = Tensor._wrap(
-        _native.conv2d(x._v, w._v, b, stride_, padding_, dilation_, groups_)
+        _native.conv2d(x._v, w._v, b, stride_, padding_, dilation_, groups_, relu)
     )
     return y.reshape(y.shape[1:]) if unbatched else y
 
 
-__all__ += ["conv2d"]
+__all__ += ["conv2d", "conv2d_relu"]
 
 
 

@@ -11,6 +11,8 @@ __all__ = ["ReLU", "Flatten", "Identity"]
 class ReLU(Module):
     """``max(x, 0)`` elementwise. Shape: any; output has the input's shape."""
 
+    is_relu = True
+
     def __init__(self, inplace: bool = False):
         super().__init__()
         self.inplace = inplace

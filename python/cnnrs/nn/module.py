@@ -274,8 +274,18 @@ class Sequential(Module):
                 self.add_module(str(i), m)
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        mods = [m for m in self._modules.values() if m is not None]
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            # A convolution followed by a ReLU runs as one fused kernel.
+            if (getattr(m, "supports_fused_relu", False) and i + 1 < len(mods)
+                    and getattr(mods[i + 1], "is_relu", False)):
+                x = m(x, relu=True)
+                i += 2
+            else:
+                x = m(x)
+                i += 1
         return x
 
     def __getitem__(self, idx):

@@ -1,6 +1,8 @@
 //! Bindings for the conv ops (translation only).
 
-use cnnrs_core::ops::conv2d::{conv2d as conv2d_op, Conv2dParams, Padding};
+use cnnrs_core::ops::conv2d::{
+    conv2d as conv2d_op, conv2d_relu as conv2d_relu_op, Conv2dParams, Padding,
+};
 use pyo3::prelude::*;
 
 use crate::{compute, PyVar};
@@ -22,10 +24,11 @@ impl PaddingArg {
     }
 }
 
-/// `conv2d(x, w, b, stride, padding, dilation, groups)`; integers are signed
-/// so negative values reach the core's validation (ValueError).
+/// `conv2d(x, w, b, stride, padding, dilation, groups, relu=False)`;
+/// integers are signed so negative values reach the core's validation
+/// (ValueError). `relu` fuses `max(y, 0)` into the kernel.
 #[pyfunction]
-#[pyo3(signature = (x, w, b, stride, padding, dilation, groups))]
+#[pyo3(signature = (x, w, b, stride, padding, dilation, groups, relu=false))]
 fn conv2d(
     py: Python<'_>,
     x: PyRef<'_, PyVar>,
@@ -35,12 +38,17 @@ fn conv2d(
     padding: PaddingArg,
     dilation: (i64, i64),
     groups: i64,
+    relu: bool,
 ) -> PyResult<PyVar> {
     let (x, w) = (x.v.clone(), w.v.clone());
     let b = b.map(|b| b.v.clone());
     compute(py, move || {
         let p = Conv2dParams::from_i64(stride, padding.resolve()?, dilation, groups)?;
-        conv2d_op(&x, &w, b.as_ref(), &p)
+        if relu {
+            conv2d_relu_op(&x, &w, b.as_ref(), &p)
+        } else {
+            conv2d_op(&x, &w, b.as_ref(), &p)
+        }
     })
     .map(PyVar::new)
 }

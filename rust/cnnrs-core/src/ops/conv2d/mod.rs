@@ -244,6 +244,9 @@ struct Conv2dBackward {
     x: Arc<Tensor>,
     w: Arc<Tensor>,
     p: Conv2dParams,
+    /// The output of a fused conv + ReLU: the gradient is masked by `y > 0`
+    /// before the convolution's own backward.
+    relu_out: Option<Arc<Tensor>>,
 }
 
 impl Backward for Conv2dBackward {
@@ -255,6 +258,14 @@ impl Backward for Conv2dBackward {
             input: needs.first().copied().unwrap_or(false),
             weight: needs.get(1).copied().unwrap_or(false),
             bias: needs.get(2).copied().unwrap_or(false),
+        };
+        let masked;
+        let g = match &self.relu_out {
+            Some(y) => {
+                masked = crate::ops::activation::relu_backward(g, y);
+                &masked
+            }
+            None => g,
         };
         let grads = backward(&self.x, &self.w, g, &self.p, want)?;
         let mut out = vec![grads.input, grads.weight];
@@ -271,21 +282,42 @@ impl Backward for Conv2dBackward {
 /// # Errors
 /// As [`forward`].
 pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: &Conv2dParams) -> Result<Var> {
+    conv2d_impl(x, w, b, p, false)
+}
+
+/// Autograd `relu(conv2d(x, w, b))` with the ReLU fused into the GEMM
+/// epilogue (one pass over the output instead of two); backward masks the
+/// gradient by the saved output.
+///
+/// # Errors
+/// As [`forward`].
+pub fn conv2d_relu(x: &Var, w: &Var, b: Option<&Var>, p: &Conv2dParams) -> Result<Var> {
+    conv2d_impl(x, w, b, p, true)
+}
+
+fn conv2d_impl(x: &Var, w: &Var, b: Option<&Var>, p: &Conv2dParams, relu: bool) -> Result<Var> {
     let (xv, wv) = (x.value(), w.value());
     let bv = b.map(|b| b.value());
-    let y = forward(&xv, &wv, bv.as_deref(), p, false)?;
+    let y = forward(&xv, &wv, bv.as_deref(), p, relu)?;
     let mut inputs = vec![x.clone(), w.clone()];
     inputs.extend(b.cloned());
     let refs: Vec<&Var> = inputs.iter().collect();
     if !Var::any_requires_grad(&refs) {
         return Ok(Var::leaf(y, false));
     }
+    let (y, relu_out) = if relu {
+        let y = Arc::new(y);
+        ((*y).clone(), Some(y))
+    } else {
+        (y, None)
+    };
     Ok(Var::from_op(
         y,
         Conv2dBackward {
             x: xv,
             w: wv,
             p: *p,
+            relu_out,
         },
         inputs,
     ))
