@@ -48,8 +48,10 @@ def __getattr__(name):
     # Sub-packages load on first use so `import cnnrs` stays light.
     import importlib
 
-    if name in {"nn", "optim", "data", "models", "io", "cli"}:
+    if name in {"nn", "optim", "data", "models", "io", "cli", "onnx"}:
         return importlib.import_module(f".{name}", __name__)
+    if name in {"save", "load"}:  # cnnrs.save(state_dict, path) / cnnrs.load(path)
+        return getattr(importlib.import_module(".io", __name__), name)
     raise AttributeError(f"module 'cnnrs' has no attribute '{name}'")
 
 
@@ -57,5 +59,5 @@ __all__ = [
     "Tensor", "tensor", "from_numpy", "as_tensor", "zeros", "ones", "randn",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "manual_seed", "set_num_threads", "get_num_threads",
-    "nn", "optim", "data", "models",
+    "nn", "optim", "data", "models", "save", "load",
 ]

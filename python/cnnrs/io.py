@@ -9,6 +9,7 @@ versa. Writes are atomic: a temporary file in the same folder, fsync, rename.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections import OrderedDict
@@ -61,15 +62,40 @@ def save(state_dict: Mapping[str, Any], path: str,
         offset += len(data)
     hbytes = json.dumps(header, separators=(",", ":")).encode()
     hbytes += b" " * (-len(hbytes) % 8)  # align the data to 8 bytes, as the reference writer
+    _atomic_write(path, [len(hbytes).to_bytes(8, "little"), hbytes, *blobs])
+
+
+def _new_file_mode(path: str) -> int:
+    """The mode a plain ``open(path, "w")`` would give: the old file's mode
+    when replacing one, else 0o666 less the umask (mkstemp's is 0o600)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        pass
+    try:  # Linux: read the umask without changing it (os.umask is process-wide)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _atomic_write(path: str, chunks) -> None:
+    """Writes ``chunks`` (bytes) to ``path`` via a temporary file in the same
+    folder, fsync and rename: readers see the old file or the new one, never
+    a half-written one, and a failure leaves no temporary file behind."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".cnnrs-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(len(hbytes).to_bytes(8, "little"))
-            f.write(hbytes)
-            for b in blobs:
-                f.write(b)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
+            os.fchmod(f.fileno(), _new_file_mode(path))
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -78,6 +104,16 @@ def save(state_dict: Mapping[str, Any], path: str,
         except OSError:
             pass
         raise
+
+
+def _first_offset(info: Any) -> int:
+    """Sort key: an entry's start offset, 0 when the entry is malformed (it
+    is then reported by the checks that follow)."""
+    try:
+        v = info["data_offsets"][0]
+        return v if isinstance(v, int) else 0
+    except (KeyError, IndexError, TypeError):
+        return 0
 
 
 def load(path: str, as_numpy: bool = False) -> "OrderedDict[str, Any]":
@@ -100,32 +136,37 @@ def load(path: str, as_numpy: bool = False) -> "OrderedDict[str, Any]":
                          f"(header of {n} bytes, file of {len(raw)} bytes)")
     try:
         header = json.loads(raw[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"load: {path} has a corrupt safetensors header: {e}") from e
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"load: {path} has a corrupt safetensors header: "
+                         f"{type(e).__name__}: {e}") from None
     if not isinstance(header, dict):
         raise ValueError(f"load: {path} has a corrupt safetensors header (not an object)")
     body = memoryview(raw)[8 + n:]
     out: "OrderedDict[str, Any]" = OrderedDict()
     entries = [(k, v) for k, v in header.items() if k != "__metadata__"]
-    entries.sort(key=lambda kv: kv[1].get("data_offsets", [0])[0] if isinstance(kv[1], dict) else 0)
+    entries.sort(key=lambda kv: _first_offset(kv[1]))
     for name, info in entries:
         try:
-            dtype = _DTYPES[info["dtype"]]
+            tag = info["dtype"]
             shape = [int(d) for d in info["shape"]]
             begin, end = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"load: {path}: entry {name!r} is malformed ({e!r})") from None
-        if info["dtype"] not in _DTYPES:
-            raise ValueError(f"load: {path}: entry {name!r} has unsupported dtype {info['dtype']}")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if any(d < 0 for d in shape) or not (0 <= begin <= end <= len(body)) \
+        if not isinstance(tag, str) or (tag not in _DTYPES and tag != "BF16"):
+            raise ValueError(f"load: {path}: entry {name!r} has unsupported dtype {tag!r} "
+                             f"(supported: {', '.join(sorted([*_DTYPES, 'BF16']))})")
+        dtype = np.dtype("<u2") if tag == "BF16" else _DTYPES[tag]
+        count = math.prod(shape)  # Python ints: no overflow on absurd shapes
+        if any(d < 0 or d > 2**62 for d in shape) or not (0 <= begin <= end <= len(body)) \
                 or end - begin != count * dtype.itemsize:
             raise ValueError(f"load: {path}: entry {name!r} (shape {shape}, bytes {begin}..{end}) "
                              f"does not fit the {len(body)}-byte data section")
-        arr = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape).copy()
+        arr = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
+        if tag == "BF16":  # bfloat16 is the top half of a float32
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
         if arr.dtype.kind == "f":
             arr = arr.astype(np.float32)
             out[name] = arr if as_numpy else Tensor(arr)
         else:
-            out[name] = arr
+            out[name] = arr.copy()
     return out
