@@ -725,6 +725,10 @@ def export(model, example_input: Any, path: str, opset: int = 17,
             if v in renames:
                 n.output[i] = renames[v]
 
+    total = sum(v.nbytes for v in g.inits.values())
+    if total >= 2**31 - 2**24:
+        raise ValueError(f"onnx.export: the weights take {total / 2**30:.2f} GiB; an ONNX file "
+                         "holds at most 2 GiB (protobuf's limit; external data is not supported)")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     graph = helper.make_graph(
         g.nodes, type(model).__name__,
@@ -736,8 +740,8 @@ def export(model, example_input: Any, path: str, opset: int = 17,
     proto = helper.make_model(graph, producer_name="cnnrs", producer_version=__version__,
                               opset_imports=[helper.make_opsetid("", opset)])
     proto.ir_version = min(proto.ir_version, _ir_version_for(onnx, opset))
-    onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
+    onnx.checker.check_model(data, full_check=True)  # bytes: no second serialization
     _io._atomic_write(path, [data])
     return proto
 

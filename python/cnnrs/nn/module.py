@@ -239,6 +239,50 @@ class Module:
                 m._buffers[name] = arr.copy()
         return missing, unexpected
 
+    def save(self, path: str, metadata: Optional[Dict[str, str]] = None) -> None:
+        """Writes ``state_dict()`` to ``path`` in the safetensors format.
+
+        The file loads with ``safetensors.torch.load_file`` into the PyTorch
+        twin of the model (same keys and shapes); float tensors are F32,
+        ``num_batches_tracked`` is I64. The write is atomic (temporary file,
+        fsync, rename): a crash leaves the old file intact.
+
+        Args:
+            path: destination file (conventionally ``*.safetensors``).
+            metadata: optional ``str -> str`` stored in the header.
+
+        Example:
+            >>> model.save("lenet.safetensors")
+        """
+        from .. import io
+
+        io.save(self.state_dict(), path, metadata)
+
+    def load(self, path: str, strict: bool = True):
+        """Loads a safetensors file (written by :meth:`save`, ``cnnrs.save`` or
+        ``safetensors.torch.save_file`` on the PyTorch twin) into this module.
+
+        Args:
+            path: the file.
+            strict: require exactly this module's keys.
+
+        Returns:
+            ``(missing_keys, unexpected_keys)``, as :meth:`load_state_dict`.
+
+        Raises:
+            ValueError: the file is truncated, corrupt or not safetensors, or
+                its keys/shapes do not match (listed by name); the module is
+                unchanged then. Nothing in the file is executed (no pickle).
+            OSError: the file cannot be read.
+
+        Example:
+            >>> model = cnnrs.models.resnet18()
+            >>> model.load("resnet18.safetensors")
+        """
+        from .. import io
+
+        return self.load_state_dict(io.load(path), strict=strict)
+
     # --- repr -----------------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""
