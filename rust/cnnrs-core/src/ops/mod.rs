@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod conv2d;
+pub mod conv_transpose2d;
 pub mod dropout;
 pub mod elementwise;
 pub mod linear;
