@@ -2,6 +2,7 @@
 
 from . import functional, init
 from .conv import Conv2d
+from .conv_transpose import ConvTranspose2d
 from .dropout import Cutout, Dropout, Dropout2d, MaxPoolDropout2d
 from .layers import Flatten, Identity, ReLU
 from .local import LocallyConnected2d
@@ -12,7 +13,7 @@ __all__ = [
     "functional", "init",
     "Module", "ModuleList", "Parameter", "Sequential",
     "Flatten", "Identity", "ReLU",
-    "Conv2d",
+    "Conv2d", "ConvTranspose2d",
     "BatchNorm1d", "BatchNorm2d",
     "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d", "LocallyConnected2d",
 ]

@@ -301,6 +301,86 @@ def conv2d(
 __all__ += ["conv2d"]
 
 
+# --- transposed convolution -------------------------------------------------------
+
+
+def conv_transpose2d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    groups: int = 1,
+    dilation: int | tuple[int, int] = 1,
+) -> Tensor:
+    """2-D transposed convolution ("deconvolution"), as
+    ``torch.nn.functional.conv_transpose2d``: the adjoint (gradient) of
+    :func:`conv2d` with the same weight, stride, padding, dilation and groups.
+
+    Args:
+        input: ``(N, C_in, H, W)``, or ``(C_in, H, W)`` for one unbatched image.
+        weight: ``(C_in, C_out / groups, kH, kW)`` (PyTorch's layout: input
+            channels first).
+        bias: optional ``(C_out,)``. Default: None.
+        stride: int or ``(sH, sW)``, at least 1. Default: 1.
+        padding: int or ``(pH, pW)``: ``dilation * (k - 1) - padding`` zeros are
+            implicitly added on both sides of the input, i.e. ``padding`` rows
+            and columns are removed from each side of the full output.
+            Default: 0.
+        output_padding: int or ``(opH, opW)`` extra rows/columns added to the
+            bottom/right of the output (to pick among the input sizes a strided
+            conv2d maps to the same size); each must be smaller than the stride
+            or the dilation of its axis. Default: 0.
+        groups: splits the channels into independent groups; must divide
+            ``C_in``. Default: 1.
+        dilation: int or ``(dH, dW)``, spacing of the kernel taps. Default: 1.
+
+    Shape:
+        - input ``(N, C_in, H, W)``, output ``(N, C_out, H_out, W_out)`` with
+          ``H_out = (H - 1)*sH - 2*pH + dH*(kH - 1) + opH + 1`` and
+          ``W_out = (W - 1)*sW - 2*pW + dW*(kW - 1) + opW + 1``;
+          ``C_out = weight.shape[1] * groups``.
+
+    Raises:
+        TypeError: a bool or non-integer stride, padding, output_padding,
+            dilation or groups.
+        ValueError: shapes that do not agree (input channels vs weight dim 0,
+            groups, bias length, rank), non-positive stride/dilation/groups,
+            negative padding/output_padding, output_padding not smaller than
+            the stride or the dilation, an output size below 1.
+
+    Example:
+        >>> x = cnnrs.randn(1, 64, 28, 28)
+        >>> w = cnnrs.randn(64, 32, 2, 2)
+        >>> F.conv_transpose2d(x, w, stride=2).shape
+        (1, 32, 56, 56)
+    """
+    op = "conv_transpose2d"
+    stride_ = _conv_pair(stride, op, "stride")
+    padding_ = _conv_pair(padding, op, "padding")
+    output_padding_ = _conv_pair(output_padding, op, "output_padding")
+    dilation_ = _conv_pair(dilation, op, "dilation")
+    groups_ = _conv_int(groups, op, "groups")
+    x = _t(input)
+    w = _t(weight)
+    b = None if bias is None else _t(bias)._v
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"conv_transpose2d: expected a 3-D (C_in, H, W) or 4-D (N, C_in, H, W) input but "
+            f"got shape {x.shape}"
+        )
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.reshape(1, *x.shape)
+    y = Tensor._wrap(_native.conv_transpose2d(
+        x._v, w._v, b, stride_, padding_, output_padding_, dilation_, groups_))
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+__all__ += ["conv_transpose2d"]
+
+
 
 # --- pooling ------------------------------------------------------------------
 

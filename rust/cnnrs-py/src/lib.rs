@@ -8,6 +8,7 @@ use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 mod conv;
+mod conv_transpose;
 mod dropout;
 mod linear;
 mod local;
@@ -57,6 +58,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVar>()?;
     ops::register(m)?;
     conv::register(m)?;
+    conv_transpose::register(m)?;
     pool::register(m)?;
     linear::register(m)?;
     loss::register(m)?;
