@@ -8,12 +8,13 @@ from .layers import Flatten, Identity, ReLU
 from .local import LocallyConnected2d
 from .module import Module, ModuleList, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
+from .upsampling import Upsample
 
 __all__ = [
     "functional", "init",
     "Module", "ModuleList", "Parameter", "Sequential",
     "Flatten", "Identity", "ReLU",
-    "Conv2d", "ConvTranspose2d",
+    "Conv2d", "ConvTranspose2d", "Upsample",
     "BatchNorm1d", "BatchNorm2d",
     "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d", "LocallyConnected2d",
 ]

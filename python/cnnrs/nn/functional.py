@@ -381,6 +381,105 @@ def conv_transpose2d(
 __all__ += ["conv_transpose2d"]
 
 
+# --- upsampling ------------------------------------------------------------------
+
+_INTERP_MODES = ("nearest", "bilinear", "bicubic")
+
+
+def _interp_pair(value: Any, name: str, kind: type) -> tuple:
+    """An int (``size``) or number (``scale_factor``), or a pair of them."""
+    op = "interpolate"
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(
+            f"{op}: {name} must be a single value or a pair (H, W) for 4-D input, got "
+            f"{len(items)} values {tuple(items)!r}"
+        )
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, kind):
+            what = "an int" if kind is numbers.Integral else "a number"
+            raise TypeError(f"{op}: {name} must be {what} or a pair of them, got {value!r}")
+    if kind is numbers.Integral:
+        for v in items:
+            if abs(int(v)) > _INT64_MAX:
+                raise ValueError(f"{op}: {name} {int(v)} is out of range")
+        return tuple(int(v) for v in items)
+    return tuple(float(v) for v in items)
+
+
+def interpolate(
+    input: Any,
+    size: int | tuple[int, int] | None = None,
+    scale_factor: float | tuple[float, float] | None = None,
+    mode: str = "nearest",
+    align_corners: Optional[bool] = None,
+    recompute_scale_factor: Optional[bool] = None,
+) -> Tensor:
+    """Resizes a batch of images, as ``torch.nn.functional.interpolate``.
+
+    Args:
+        input: ``(N, C, H, W)``.
+        size: output ``(H_out, W_out)`` (or one int for both). Exactly one of
+            ``size`` and ``scale_factor`` must be given.
+        scale_factor: multiplier of the input size (a number or a pair).
+            Unless ``recompute_scale_factor`` is True, it is also the scale
+            used to map output to input coordinates (``src = dst /
+            scale_factor``), as in PyTorch.
+        mode: ``'nearest'`` (PyTorch's legacy nearest: ``src = floor(dst *
+            in/out)``), ``'bilinear'`` or ``'bicubic'`` (Keys' cubic
+            convolution with ``A = -0.75``; the taps beyond the border are
+            clamped to the edge pixels). Default: ``'nearest'``.
+        align_corners: for bilinear/bicubic: if True, the corner pixels of
+            input and output are aligned (``src = dst * (in - 1)/(out - 1)``);
+            if False (default), pixel centres are (``src = (dst + 0.5) *
+            in/out - 0.5``). Must be None for nearest.
+        recompute_scale_factor: if True, compute the output size from
+            ``scale_factor`` and then map coordinates with ``in/out``.
+
+    Shape:
+        - input ``(N, C, H, W)``, output ``(N, C, H_out, W_out)`` with
+          ``H_out = size[0]`` or ``floor(H * scale_factor[0])`` (same for W).
+
+    Raises:
+        TypeError: a non-int size, a non-number scale factor, a non-str mode
+            or a non-bool align_corners.
+        ValueError: both or neither of ``size`` and ``scale_factor``,
+            ``align_corners`` with ``'nearest'``, an unknown mode, a non-4-D
+            or empty input, non-positive sizes or scale factors, an output
+            size of 0.
+
+    Example:
+        >>> x = cnnrs.randn(1, 3, 16, 16)
+        >>> F.interpolate(x, scale_factor=2, mode="bilinear").shape
+        (1, 3, 32, 32)
+
+    Differences from PyTorch: 4-D input only (no 3-D/5-D ``linear``/
+    ``trilinear``), no ``'area'``/``'nearest-exact'`` modes, no
+    ``antialias``.
+    """
+    op = "interpolate"
+    if not isinstance(mode, str):
+        raise TypeError(f"{op}: mode must be a str, got {type(mode).__name__}")
+    if mode not in _INTERP_MODES:
+        raise ValueError(
+            f"{op}: mode must be 'nearest', 'bilinear' or 'bicubic' for 4-D input, got {mode!r}"
+        )
+    for name, flag in (("align_corners", align_corners),
+                       ("recompute_scale_factor", recompute_scale_factor)):
+        if flag is not None and not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{op}: {name} must be a bool or None, got {type(flag).__name__}")
+    size_ = None if size is None else _interp_pair(size, "size", numbers.Integral)
+    scale_ = (None if scale_factor is None
+              else _interp_pair(scale_factor, "scale_factor", numbers.Real))
+    return Tensor._wrap(_native.interpolate(
+        _t(input)._v, size_, scale_, mode,
+        None if align_corners is None else bool(align_corners),
+        None if recompute_scale_factor is None else bool(recompute_scale_factor)))
+
+
+__all__ += ["interpolate"]
+
+
 
 # --- pooling ------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ mod norm;
 mod ops;
 mod optim;
 mod pool;
+mod upsample;
 mod var;
 
 pub use var::PyVar;
@@ -66,5 +67,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     norm::register(m)?;
     dropout::register(m)?;
     local::register(m)?;
+    upsample::register(m)?;
     Ok(())
 }

@@ -13,3 +13,4 @@ pub mod norm;
 pub mod pool2d;
 pub mod reduce;
 pub mod shape;
+pub mod upsample;
