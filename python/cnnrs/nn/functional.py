@@ -8,7 +8,7 @@ Rust with the GIL released.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -478,6 +478,100 @@ def interpolate(
 
 
 __all__ += ["interpolate"]
+
+
+# --- padding and cropping -----------------------------------------------------------
+
+_PAD_MODES = ("constant", "reflect", "replicate")
+
+
+def pad(input: Any, pad: Sequence[int], mode: str = "constant",
+        value: Optional[float] = None) -> Tensor:
+    """Pads the last one or two dimensions, as ``torch.nn.functional.pad``.
+
+    Args:
+        input: a tensor with at least ``len(pad) // 2`` dimensions.
+        pad: ``(left, right)`` for the last dimension, or ``(left, right, top,
+            bottom)`` for the last two (last dimension first, as PyTorch). In
+            ``'constant'`` mode a negative value removes that many elements.
+        mode: ``'constant'`` (fill with ``value``), ``'reflect'`` (mirror
+            without repeating the edge; each pad smaller than its dimension)
+            or ``'replicate'`` (repeat the edge). Default: ``'constant'``.
+        value: the fill value of ``'constant'`` mode. Default: 0.
+
+    Shape: ``W_out = W + left + right`` and ``H_out = H + top + bottom``;
+    other dimensions are kept.
+
+    Raises:
+        TypeError: non-int pad values, a non-str mode, a non-number value.
+        ValueError: a pad of length other than 2 or 4, too few dimensions,
+            an unknown mode, ``value`` with a non-constant mode, negative pads
+            outside constant mode, a negative output size, a reflect pad not
+            smaller than its dimension.
+
+    Example:
+        >>> F.pad(cnnrs.ones(1, 1, 2, 2), (1, 1, 0, 2)).shape
+        (1, 1, 4, 4)
+
+    Differences from PyTorch: at most the last two dimensions; no
+    ``'circular'`` mode; reflect/replicate take any input with at least two
+    dimensions (PyTorch wants 3-D or 4-D).
+    """
+    op = "pad"
+    if isinstance(pad, (str, bytes)) or not isinstance(pad, (tuple, list)):
+        raise TypeError(f"{op}: pad must be a tuple or list of ints, got {type(pad).__name__}")
+    pads = [_conv_int(v, op, "pad") for v in pad]
+    if not isinstance(mode, str):
+        raise TypeError(f"{op}: mode must be a str, got {type(mode).__name__}")
+    if mode not in _PAD_MODES:
+        raise ValueError(
+            f"{op}: mode must be 'constant', 'reflect' or 'replicate', got {mode!r}"
+        )
+    if value is not None:
+        if mode != "constant":
+            raise ValueError(f"{op}: padding mode {mode!r} doesn't take in value argument")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{op}: value must be a number, got {type(value).__name__}")
+    fill = 0.0 if value is None else float(value)
+    return Tensor._wrap(_native.pad(_t(input)._v, pads, mode, fill))
+
+
+def center_crop(input: Any, size: int | tuple[int, int]) -> Tensor:
+    """Crops the last two dimensions to ``size`` around the centre, as the
+    original (valid-padding) U-Net crops its skip connections.
+
+    Args:
+        input: ``(..., H, W)``.
+        size: ``(h, w)``, or one int for both; at most the input's size.
+
+    Shape: ``(..., H, W)`` -> ``(..., h, w)``: rows ``top .. top + h`` with
+    ``top = (H - h) // 2`` (an odd margin leaves the extra row at the
+    bottom), columns likewise. The gradient is padded back with zeros.
+
+    Raises:
+        TypeError: non-int sizes.
+        ValueError: a non-positive size, a size larger than the input, fewer
+            than two dimensions.
+
+    Example:
+        >>> F.center_crop(cnnrs.randn(1, 64, 64, 64), 56).shape
+        (1, 64, 56, 56)
+
+    Differences from torchvision's ``center_crop``: the offset is floored
+    (torchvision rounds it, which differs for odd margins), and a size larger
+    than the input is an error instead of zero padding.
+    """
+    op = "center_crop"
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"{op}: size must be an int or a pair (h, w), got {tuple(size)!r}")
+        h, w = (_conv_int(v, op, "size") for v in size)
+    else:
+        h = w = _conv_int(size, op, "size")
+    return Tensor._wrap(_native.center_crop(_t(input)._v, (h, w)))
+
+
+__all__ += ["pad", "center_crop"]
 
 
 

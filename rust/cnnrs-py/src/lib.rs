@@ -7,6 +7,7 @@ use cnnrs_core::CnnError;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+mod cat_pad;
 mod conv;
 mod conv_transpose;
 mod dropout;
@@ -68,5 +69,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     dropout::register(m)?;
     local::register(m)?;
     upsample::register(m)?;
+    cat_pad::register(m)?;
     Ok(())
 }
