@@ -93,7 +93,7 @@ impl Tuning {
         threads: None,
     };
 
-    pub(crate) fn threads(&self) -> usize {
+    fn threads(&self) -> usize {
         self.threads
             .unwrap_or_else(crate::parallel::get_num_threads)
             .max(1)
