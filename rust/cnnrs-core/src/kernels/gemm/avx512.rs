@@ -1,14 +1,34 @@
-//! AVX-512F micro-kernel (x86-64), 12 x 32.
+//! AVX-512F micro-kernel (x86-64), 8 x 32.
 //!
-//! Register block: 12 rows x 32 columns = 24 accumulators of 16 lanes, plus 2
-//! registers for the B row and 1 for the broadcast A value: 27 of the 32 zmm
-//! registers. Each step of k issues 24 FMAs against 2 loads + 12 broadcasts.
+//! Register block: 8 rows x 32 columns = 16 accumulators of 16 lanes, plus 2
+//! registers for the B row and 1 for the broadcast A value. Each step of k
+//! issues 16 FMAs against 2 loads + 8 broadcasts; 16 independent chains cover
+//! the 4-cycle FMA latency at 2 FMAs per cycle.
+//!
+//! Why 8 x 32 and not the larger 12 x 32 or 8 x 48 (which fit 32 registers
+//! too): measured on Zen 5, one thread, GFLOP/s (median of the better of two
+//! runs; peak ~270):
+//!
+//! ```text
+//! m x n x k          12x32   8x32   8x48
+//! 1024^3               222    235    230
+//! 256^3                235    247    217
+//! 64 x 3136 x 576      170    184    200   conv3x3 56x56 (one image)
+//! 64 x 3136 x 256      170    179    195   conv1x1
+//! 64 x 12544 x 147     176    187    208   conv7x7 s2, 3 input channels
+//! 128 x 784 x 1152     216    220    213
+//! 512 x 49 x 4608      136    141     96   7x7 maps: 48 columns waste half
+//! ```
+//!
+//! MR = 8 divides the usual channel counts (M = output channels in a conv
+//! forward), where 12 pads 64 rows to 72; NR = 32 wastes less than 48 on
+//! small spatial sizes.
 
 use super::{MicroKernel, TileEpilogue};
 
 pub(crate) struct Kernel;
 
-const MR: usize = 12;
+const MR: usize = 8;
 /// Vectors of 16 floats per tile row.
 const NV: usize = 2;
 const NR: usize = NV * 16;
@@ -18,10 +38,9 @@ impl MicroKernel for Kernel {
     const NR: usize = NR;
     /// B micro-panel `KC*NR*4` = 32 KiB, reused from L1 by every A
     /// micro-panel of the block: two thirds of Zen 5's 48 KiB L1d (Intel
-    /// since Ice Lake: 48 KiB too). Measured on Zen 5 (1024^3, one thread),
-    /// KC = 192..384 all land within 2% of each other (~90% of peak); 256
-    /// halves the C-tile traffic of 128. On a 32 KiB-L1 part (Zen 4,
-    /// Skylake-X) 192 would keep the panel to 24 KiB.
+    /// since Ice Lake: 48 KiB too). Measured on Zen 5: KC = 256 and 384 tie,
+    /// 192 is 0-7% slower (more C-tile loads and stores per FMA). On a
+    /// 32 KiB-L1 part (Zen 4, Skylake-X) 192 would keep the panel to 24 KiB.
     const KC: usize = 256;
     /// A block `MC*KC*4` = 192 KiB: under half of a 512 KiB L2 (Zen 4/5 have
     /// 1 MiB), so it stays while B micro-panels stream past it. MC = 48..288
