@@ -9,6 +9,7 @@
 //! Prints the median and best time, GFLOP/s and the fraction of the FMA peak
 //! measured by `kernels::peak` for the same family and thread count.
 
+use std::io::Write;
 use std::time::Instant;
 
 use cnnrs_core::kernels::{gemm_par_with, peak, simd, GemmOpts, MatRef, SimdFamily};
@@ -54,7 +55,10 @@ fn main() {
     let med = times[times.len() / 2];
     let flops = 2.0 * (m * n * k) as f64;
     let pk = peak::peak_gflops_with(family, threads);
-    println!(
+    let mut out = std::io::stdout().lock();
+    // Ignore write errors: piping into `head` must not panic.
+    let _ = writeln!(
+        out,
         "{family} {m}x{n}x{k} threads={threads}: median {:.3} ms (min {:.3}), {:.1} GFLOP/s (best {:.1}), peak {:.1}, {:.1}% of peak (best {:.1}%)",
         med * 1e3,
         times[0] * 1e3,
@@ -68,7 +72,8 @@ fn main() {
         // On a shared machine: the time this thread was actually on a CPU,
         // which descheduling does not inflate.
         let cm = cpu_times[cpu_times.len() / 2];
-        println!(
+        let _ = writeln!(
+            out,
             "  on-cpu median {:.3} ms: {:.1} GFLOP/s, {:.1}% of peak",
             cm * 1e3,
             flops / cm / 1e9,

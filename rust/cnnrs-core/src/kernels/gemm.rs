@@ -27,6 +27,10 @@
 //! `MR x NR` tile; a tile that sticks out of `C` is written to a small buffer
 //! and copied back, so ragged edges never fall to a scalar loop.
 //!
+//! B can also be a [`PackB`]: an operand that writes its own panels (e.g.
+//! im2col straight from an image, see [`gemm_src`]), so a convolution never
+//! materialises its column matrix.
+//!
 //! The micro-kernel families live in `gemm/{scalar,avx2,avx512}.rs`, each with
 //! its register block and cache blocking (explained next to the constants).
 //! [`crate::kernels::simd::active`] picks one per process; [`gemm_with`] and
@@ -171,15 +175,7 @@ pub fn gemm_with(
     ldc: usize,
     opts: &GemmOpts,
 ) {
-    check_args(&a, &b, c, ldc, opts);
-    if a.rows == 0 || b.cols == 0 {
-        return;
-    }
-    // SAFETY: `check_args` established that `a` and `b` address only
-    // elements inside their slices and that `c` holds the `m x n` block at
-    // stride `ldc` (`ldc >= n`); `c` is an exclusive borrow, so nothing else
-    // reads or writes it during the call.
-    unsafe { run_serial(simd::resolve(family), a, b, c.as_mut_ptr(), ldc, opts) }
+    gemm_impl(family, false, a, b, c, ldc, opts)
 }
 
 /// Like [`gemm`], split over blocks of `C` on the cnnrs thread pool when the
@@ -218,9 +214,182 @@ pub fn gemm_par_with(
     ldc: usize,
     opts: &GemmOpts,
 ) {
+    gemm_impl(family, true, a, b, c, ldc, opts)
+}
+
+/// A `k x n` B operand that writes its own packed panels, for operands that
+/// are not a strided matrix: e.g. the im2col matrix of a convolution, packed
+/// straight from the image, one cache-sized panel at a time, so the full
+/// column matrix never exists.
+///
+/// The GEMM calls [`PackB::pack`] for blocks of B as it needs them (from
+/// several threads at once under [`gemm_src_par`]); it never keeps a block
+/// longer than the call.
+pub trait PackB: Sync {
+    /// Rows of B (`k`, the inner dimension).
+    fn rows(&self) -> usize;
+    /// Columns of B (`n`).
+    fn cols(&self) -> usize;
+    /// Writes the block `B[p0..p0+kc, j0..j0+nc]` as `ceil(nc/nr)` panels of
+    /// `kc x nr`: element `(p0+p, j0+j)` goes to
+    /// `dst[(j/nr)*nr*kc + p*nr + j%nr]`. `dst` has exactly
+    /// `ceil(nc/nr)*nr*kc` floats; the slots past column `nc` of the last
+    /// panel should be zero (any value gives the right result: those columns
+    /// are computed and thrown away).
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]);
+}
+
+impl PackB for MatRef<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        assert!(
+            self.in_bounds(),
+            "gemm: view of B reaches outside its slice"
+        );
+        pack_b_any(self, p0, kc, j0, nc, nr, dst)
+    }
+}
+
+/// [`gemm`] with B supplied by a [`PackB`] (serial, process-wide family).
+///
+/// # Panics
+/// As [`gemm`]; also when `b.rows() != a.cols`.
+pub fn gemm_src(a: MatRef, b: &dyn PackB, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+    gemm_src_with(simd::active(), false, a, b, c, ldc, opts)
+}
+
+/// [`gemm_par`] with B supplied by a [`PackB`]: split over blocks of C on the
+/// pool, each task packing only its own columns of B.
+///
+/// # Panics
+/// As [`gemm_src`].
+pub fn gemm_src_par(a: MatRef, b: &dyn PackB, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+    gemm_src_with(simd::active(), true, a, b, c, ldc, opts)
+}
+
+/// [`gemm_src`] / [`gemm_src_par`] (`parallel`) with a chosen family.
+///
+/// # Panics
+/// As [`gemm_src`].
+pub fn gemm_src_with(
+    family: SimdFamily,
+    parallel: bool,
+    a: MatRef,
+    b: &dyn PackB,
+    c: &mut [f32],
+    ldc: usize,
+    opts: &GemmOpts,
+) {
+    let src = DynB {
+        src: b,
+        c0: 0,
+        k: b.rows(),
+        n: b.cols(),
+    };
+    gemm_impl(family, parallel, a, src, c, ldc, opts)
+}
+
+/// The B operand as the driver sees it: a strided view, or a [`PackB`].
+trait BSource: Copy + Send + Sync {
+    fn k(&self) -> usize;
+    fn n(&self) -> usize;
+    fn in_bounds(&self) -> bool;
+    /// Columns `c0..c0+cols`.
+    fn cols_sub(&self, c0: usize, cols: usize) -> Self;
+    /// Packs `B[p0..p0+kc, j0..j0+nc]` into `NR`-column panels (see
+    /// [`PackB::pack`]); `dst` has exactly `ceil(nc/NR)*NR*kc` floats.
+    fn pack_block<K: MicroKernel>(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        dst: &mut [f32],
+    );
+}
+
+impl BSource for MatRef<'_> {
+    fn k(&self) -> usize {
+        self.rows
+    }
+    fn n(&self) -> usize {
+        self.cols
+    }
+    fn in_bounds(&self) -> bool {
+        MatRef::in_bounds(self)
+    }
+    fn cols_sub(&self, c0: usize, cols: usize) -> Self {
+        MatRef::cols_sub(self, c0, cols)
+    }
+    fn pack_block<K: MicroKernel>(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        dst: &mut [f32],
+    ) {
+        pack_b::<K>(self, p0, kc, j0, nc, dst)
+    }
+}
+
+/// A [`PackB`] seen through a column offset (the part one task covers).
+#[derive(Clone, Copy)]
+struct DynB<'a> {
+    src: &'a dyn PackB,
+    c0: usize,
+    k: usize,
+    n: usize,
+}
+
+impl BSource for DynB<'_> {
+    fn k(&self) -> usize {
+        self.k
+    }
+    fn n(&self) -> usize {
+        self.n
+    }
+    fn in_bounds(&self) -> bool {
+        true
+    }
+    fn cols_sub(&self, c0: usize, cols: usize) -> Self {
+        DynB {
+            c0: self.c0 + c0,
+            n: cols,
+            ..*self
+        }
+    }
+    fn pack_block<K: MicroKernel>(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        dst: &mut [f32],
+    ) {
+        let len = nc.div_ceil(K::NR) * K::NR * kc;
+        self.src
+            .pack(p0, kc, self.c0 + j0, nc, K::NR, &mut dst[..len]);
+    }
+}
+
+fn gemm_impl<B: BSource>(
+    family: SimdFamily,
+    parallel: bool,
+    a: MatRef,
+    b: B,
+    c: &mut [f32],
+    ldc: usize,
+    opts: &GemmOpts,
+) {
     use rayon::prelude::*;
     check_args(&a, &b, c, ldc, opts);
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.rows, a.cols, b.n());
     if m == 0 || n == 0 {
         return;
     }
@@ -228,15 +397,21 @@ pub fn gemm_par_with(
     let threads = crate::parallel::get_num_threads();
     let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
     let want = (threads * TASKS_PER_THREAD).min(flops / MIN_TASK_FLOPS);
-    let (gm, gn) =
-        if threads <= 1 || flops < MIN_PAR_FLOPS || rayon::current_thread_index().is_some() {
-            (1, 1)
-        } else {
-            let (mr, nr) = tile_shape(family);
-            choose_grid(m, n, mr, nr, want)
-        };
+    let (gm, gn) = if !parallel
+        || threads <= 1
+        || flops < MIN_PAR_FLOPS
+        || rayon::current_thread_index().is_some()
+    {
+        (1, 1)
+    } else {
+        let (mr, nr) = tile_shape(family);
+        choose_grid(m, n, mr, nr, want)
+    };
     if gm * gn < 2 {
-        // SAFETY: as in `gemm_with`: arguments checked, `c` exclusively ours.
+        // SAFETY: `check_args` established that `a` and `b` address only
+        // elements inside their slices and that `c` holds the `m x n` block
+        // at stride `ldc` (`ldc >= n`); `c` is an exclusive borrow, so
+        // nothing else reads or writes it during the call.
         unsafe { run_serial(family, a, b, c.as_mut_ptr(), ldc, opts) };
         return;
     }
@@ -332,9 +507,9 @@ fn tile_shape(family: SimdFamily) -> (usize, usize) {
     }
 }
 
-fn check_args(a: &MatRef, b: &MatRef, c: &[f32], ldc: usize, opts: &GemmOpts) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+fn check_args<B: BSource>(a: &MatRef, b: &B, c: &[f32], ldc: usize, opts: &GemmOpts) {
+    let (m, k, n) = (a.rows, a.cols, b.n());
+    assert_eq!(b.k(), k, "gemm: inner dimensions differ");
     assert!(a.in_bounds(), "gemm: view of A reaches outside its slice");
     assert!(b.in_bounds(), "gemm: view of B reaches outside its slice");
     assert!(
@@ -403,13 +578,13 @@ const MAX_EDGE: usize = 32;
 /// Runs the serial driver with the given (available) family.
 ///
 /// # Safety
-/// `a` and `b` are in bounds, `c` points at an `a.rows x b.cols` block with
-/// row stride `ldc >= b.cols` that nothing else accesses during the call;
+/// `a` and `b` are in bounds, `c` points at an `a.rows x b.n()` block with
+/// row stride `ldc >= b.n()` that nothing else accesses during the call;
 /// bias lengths are at least `m` / `n`; `family` is available on this CPU.
-unsafe fn run_serial(
+unsafe fn run_serial<B: BSource>(
     family: SimdFamily,
     a: MatRef,
-    b: MatRef,
+    b: B,
     c: *mut f32,
     ldc: usize,
     opts: &GemmOpts,
@@ -420,9 +595,9 @@ unsafe fn run_serial(
     // resolved to one the CPU runs, which is what `driver::<K>` requires.
     unsafe {
         match family {
-            SimdFamily::Scalar => driver::<scalar::Kernel>(a, b, c, ldc, opts),
-            SimdFamily::Avx2 => driver::<avx2::Kernel>(a, b, c, ldc, opts),
-            SimdFamily::Avx512 => driver::<avx512::Kernel>(a, b, c, ldc, opts),
+            SimdFamily::Scalar => driver::<scalar::Kernel, B>(a, b, c, ldc, opts),
+            SimdFamily::Avx2 => driver::<avx2::Kernel, B>(a, b, c, ldc, opts),
+            SimdFamily::Avx512 => driver::<avx512::Kernel, B>(a, b, c, ldc, opts),
         }
     }
 }
@@ -456,8 +631,14 @@ fn aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 ///
 /// # Safety
 /// As [`run_serial`], with `K`'s instruction set available.
-unsafe fn driver<K: MicroKernel>(a: MatRef, b: MatRef, c: *mut f32, ldc: usize, opts: &GemmOpts) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+unsafe fn driver<K: MicroKernel, B: BSource>(
+    a: MatRef,
+    b: B,
+    c: *mut f32,
+    ldc: usize,
+    opts: &GemmOpts,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.n());
     if m == 0 || n == 0 {
         return;
     }
@@ -478,7 +659,13 @@ unsafe fn driver<K: MicroKernel>(a: MatRef, b: MatRef, c: *mut f32, ldc: usize, 
             let nc = K::NC.min(n - jc);
             for pc in (0..k).step_by(K::KC) {
                 let kc = K::KC.min(k - pc);
-                pack_b::<K>(&b, pc, kc, jc, nc, bpack);
+                b.pack_block::<K>(
+                    pc,
+                    kc,
+                    jc,
+                    nc,
+                    &mut bpack[..nc.div_ceil(K::NR) * K::NR * kc],
+                );
                 let first = pc == 0;
                 let last = pc + kc == k;
                 for ic in (0..m).step_by(K::MC) {
@@ -750,6 +937,25 @@ fn pack_b<K: MicroKernel>(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize
                 for (j, o) in out.iter_mut().enumerate() {
                     *o = if j < cols { b.data[s + j * b.cs] } else { 0.0 };
                 }
+            }
+        }
+    }
+}
+
+/// [`pack_b`] with a run-time panel width (the [`PackB`] impl of
+/// [`MatRef`], for callers outside the driver).
+fn pack_b_any(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+    let panels = nc.div_ceil(nr);
+    for q in 0..panels {
+        let cols = nr.min(nc - q * nr);
+        let panel = &mut dst[q * nr * kc..(q + 1) * nr * kc];
+        for (p, out) in panel.chunks_exact_mut(nr).enumerate() {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = if j < cols {
+                    b.data[(p0 + p) * b.rs + (j0 + q * nr + j) * b.cs]
+                } else {
+                    0.0
+                };
             }
         }
     }

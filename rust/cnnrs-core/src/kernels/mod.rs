@@ -7,5 +7,8 @@ pub mod gemm;
 pub mod peak;
 pub mod simd;
 
-pub use gemm::{gemm, gemm_par, gemm_par_with, gemm_with, GemmOpts, MatRef};
+pub use gemm::{
+    gemm, gemm_par, gemm_par_with, gemm_src, gemm_src_par, gemm_src_with, gemm_with, GemmOpts,
+    MatRef, PackB,
+};
 pub use simd::SimdFamily;

@@ -464,3 +464,118 @@ fn crosses_every_cache_block_boundary() {
         }
     }
 }
+
+/// im2col of one `[c, h, w]` image as a [`PackB`]: B is
+/// `[c*kh*kw, h_out*w_out]`, packed straight from the image (the use the
+/// trait exists for).
+struct Im2col<'a> {
+    x: &'a [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Im2col<'_> {
+    fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.h + 2 * self.pad - self.kh) / self.stride + 1,
+            (self.w + 2 * self.pad - self.kw) / self.stride + 1,
+        )
+    }
+    fn at(&self, row: usize, col: usize) -> f32 {
+        let (_, wo) = self.out_hw();
+        let (ci, r) = (row / (self.kh * self.kw), row % (self.kh * self.kw));
+        let (i, j) = (r / self.kw, r % self.kw);
+        let (oy, ox) = (col / wo, col % wo);
+        let y = (oy * self.stride + i) as isize - self.pad as isize;
+        let x = (ox * self.stride + j) as isize - self.pad as isize;
+        if y < 0 || x < 0 || y >= self.h as isize || x >= self.w as isize {
+            0.0
+        } else {
+            self.x[(ci * self.h + y as usize) * self.w + x as usize]
+        }
+    }
+}
+
+impl PackB for Im2col<'_> {
+    fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn cols(&self) -> usize {
+        let (ho, wo) = self.out_hw();
+        ho * wo
+    }
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        assert_eq!(dst.len(), nc.div_ceil(nr) * nr * kc);
+        for q in 0..nc.div_ceil(nr) {
+            for p in 0..kc {
+                for j in 0..nr {
+                    let col = q * nr + j;
+                    dst[q * nr * kc + p * nr + j] = if col < nc {
+                        self.at(p0 + p, j0 + col)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pack_b_source_im2col_matches_explicit_columns() {
+    crate::parallel::set_num_threads(crate::parallel::get_num_threads().max(2));
+    let mut rng = Rng::new(33);
+    for f in crate::kernels::simd::available() {
+        for case in 0..6 {
+            let (c, h, w) = (1 + rng.below(9), 5 + rng.below(30), 5 + rng.below(30));
+            let (kh, kw) = (1 + rng.below(3) * 2, 1 + rng.below(3) * 2);
+            let stride = 1 + rng.below(2);
+            let pad = rng.below(2);
+            let x = rng.normal_vec(c * h * w);
+            let src = Im2col {
+                x: &x,
+                c,
+                h,
+                w,
+                kh,
+                kw,
+                stride,
+                pad,
+            };
+            let (k, n) = (src.rows(), src.cols());
+            // Enough output channels that the parallel split kicks in on
+            // the larger cases.
+            let m = 1 + rng.below(80);
+            let wt = rng.normal_vec(m * k);
+            let a = MatRef::row_major(&wt, m, k, k);
+            // The explicit column matrix, the thing the trait avoids.
+            let cols: Vec<f32> = (0..k * n).map(|i| src.at(i / n, i % n)).collect();
+            let b = MatRef::row_major(&cols, k, n, n);
+            let bias = rng.normal_vec(m);
+            let opts = GemmOpts {
+                bias_row: Some(&bias),
+                relu: case % 2 == 0,
+                ..GemmOpts::default()
+            };
+            let mut expect = vec![0.0; m * n];
+            gemm_with(f, a, b, &mut expect, n, &opts);
+            for par in [false, true] {
+                let mut got = vec![0.0; m * n];
+                gemm_src_with(f, par, a, &src, &mut got, n, &opts);
+                // Same packed values, same kernel: the same bits.
+                assert_eq!(got, expect, "{f} par={par} case {case}");
+            }
+            // And a strided view used as a PackB agrees too.
+            let mut via_view = vec![0.0; m * n];
+            gemm_src_with(f, true, a, &b, &mut via_view, n, &opts);
+            assert_eq!(via_view, expect, "{f} MatRef as PackB case {case}");
+            let oracle = naive_full(a, b, &vec![0.0; m * n], n, &opts);
+            assert_close(&expect, &oracle, 1e-4, 1e-3, "im2col gemm vs f64");
+        }
+    }
+}
