@@ -20,8 +20,8 @@
 //!           then (last pc only) bias/ReLU, one store of the tile
 //! ```
 //!
-//! Packing reads through the strided views (so `A^T`, `B^T` and im2col-style
-//! views pack at the same cost as plain matrices) and writes the panels in
+//! Packing reads through the strided views (so `A^T`, `B^T`, padded rows or
+//! every-other-column views pack at the same cost as plain matrices) and writes the panels in
 //! exactly the order the micro-kernel consumes them: unit stride, aligned.
 //! Panels are zero padded, so every micro-kernel call computes a full
 //! `MR x NR` tile; a tile that sticks out of `C` is written to a small buffer
