@@ -7,6 +7,7 @@ use cnnrs_core::CnnError;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+mod bench;
 mod cat_pad;
 mod conv;
 mod conv_transpose;
@@ -60,6 +61,7 @@ pub(crate) fn compute<T: Send>(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVar>()?;
     ops::register(m)?;
+    bench::register(m)?;
     conv::register(m)?;
     conv_transpose::register(m)?;
     pool::register(m)?;
