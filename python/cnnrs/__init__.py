@@ -11,6 +11,7 @@ Example:
 """
 
 from . import _native
+from ._ops import cat
 from ._random import manual_seed
 from ._tensor import (
     Tensor,
@@ -56,7 +57,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Tensor", "tensor", "from_numpy", "as_tensor", "zeros", "ones", "randn",
+    "Tensor", "tensor", "from_numpy", "as_tensor", "zeros", "ones", "randn", "cat",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "manual_seed", "set_num_threads", "get_num_threads",
     "nn", "optim", "data", "models", "save", "load",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -314,6 +314,279 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, relu: bool) 
 
 
 __all__ += ["conv2d", "conv2d_relu"]
+
+
+# --- transposed convolution -------------------------------------------------------
+
+
+def conv_transpose2d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    groups: int = 1,
+    dilation: int | tuple[int, int] = 1,
+) -> Tensor:
+    """2-D transposed convolution ("deconvolution"), as
+    ``torch.nn.functional.conv_transpose2d``: the adjoint (gradient) of
+    :func:`conv2d` with the same weight, stride, padding, dilation and groups.
+
+    Args:
+        input: ``(N, C_in, H, W)``, or ``(C_in, H, W)`` for one unbatched image.
+        weight: ``(C_in, C_out / groups, kH, kW)`` (PyTorch's layout: input
+            channels first).
+        bias: optional ``(C_out,)``. Default: None.
+        stride: int or ``(sH, sW)``, at least 1. Default: 1.
+        padding: int or ``(pH, pW)``: ``dilation * (k - 1) - padding`` zeros are
+            implicitly added on both sides of the input, i.e. ``padding`` rows
+            and columns are removed from each side of the full output.
+            Default: 0.
+        output_padding: int or ``(opH, opW)`` extra rows/columns added to the
+            bottom/right of the output (to pick among the input sizes a strided
+            conv2d maps to the same size); each must be smaller than the stride
+            or the dilation of its axis. Default: 0.
+        groups: splits the channels into independent groups; must divide
+            ``C_in``. Default: 1.
+        dilation: int or ``(dH, dW)``, spacing of the kernel taps. Default: 1.
+
+    Shape:
+        - input ``(N, C_in, H, W)``, output ``(N, C_out, H_out, W_out)`` with
+          ``H_out = (H - 1)*sH - 2*pH + dH*(kH - 1) + opH + 1`` and
+          ``W_out = (W - 1)*sW - 2*pW + dW*(kW - 1) + opW + 1``;
+          ``C_out = weight.shape[1] * groups``.
+
+    Raises:
+        TypeError: a bool or non-integer stride, padding, output_padding,
+            dilation or groups.
+        ValueError: shapes that do not agree (input channels vs weight dim 0,
+            groups, bias length, rank), non-positive stride/dilation/groups,
+            negative padding/output_padding, output_padding not smaller than
+            the stride or the dilation, an output size below 1.
+
+    Example:
+        >>> x = cnnrs.randn(1, 64, 28, 28)
+        >>> w = cnnrs.randn(64, 32, 2, 2)
+        >>> F.conv_transpose2d(x, w, stride=2).shape
+        (1, 32, 56, 56)
+    """
+    op = "conv_transpose2d"
+    stride_ = _conv_pair(stride, op, "stride")
+    padding_ = _conv_pair(padding, op, "padding")
+    output_padding_ = _conv_pair(output_padding, op, "output_padding")
+    dilation_ = _conv_pair(dilation, op, "dilation")
+    groups_ = _conv_int(groups, op, "groups")
+    x = _t(input)
+    w = _t(weight)
+    b = None if bias is None else _t(bias)._v
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"conv_transpose2d: expected a 3-D (C_in, H, W) or 4-D (N, C_in, H, W) input but "
+            f"got shape {x.shape}"
+        )
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.reshape(1, *x.shape)
+    y = Tensor._wrap(_native.conv_transpose2d(
+        x._v, w._v, b, stride_, padding_, output_padding_, dilation_, groups_))
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+__all__ += ["conv_transpose2d"]
+
+
+# --- upsampling ------------------------------------------------------------------
+
+_INTERP_MODES = ("nearest", "bilinear", "bicubic")
+
+
+def _interp_pair(value: Any, name: str, kind: type) -> tuple:
+    """An int (``size``) or number (``scale_factor``), or a pair of them."""
+    op = "interpolate"
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(
+            f"{op}: {name} must be a single value or a pair (H, W) for 4-D input, got "
+            f"{len(items)} values {tuple(items)!r}"
+        )
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, kind):
+            what = "an int" if kind is numbers.Integral else "a number"
+            raise TypeError(f"{op}: {name} must be {what} or a pair of them, got {value!r}")
+    if kind is numbers.Integral:
+        for v in items:
+            if abs(int(v)) > _INT64_MAX:
+                raise ValueError(f"{op}: {name} {int(v)} is out of range")
+        return tuple(int(v) for v in items)
+    return tuple(float(v) for v in items)
+
+
+def interpolate(
+    input: Any,
+    size: int | tuple[int, int] | None = None,
+    scale_factor: float | tuple[float, float] | None = None,
+    mode: str = "nearest",
+    align_corners: Optional[bool] = None,
+    recompute_scale_factor: Optional[bool] = None,
+) -> Tensor:
+    """Resizes a batch of images, as ``torch.nn.functional.interpolate``.
+
+    Args:
+        input: ``(N, C, H, W)``.
+        size: output ``(H_out, W_out)`` (or one int for both). Exactly one of
+            ``size`` and ``scale_factor`` must be given.
+        scale_factor: multiplier of the input size (a number or a pair).
+            Unless ``recompute_scale_factor`` is True, it is also the scale
+            used to map output to input coordinates (``src = dst /
+            scale_factor``), as in PyTorch.
+        mode: ``'nearest'`` (PyTorch's legacy nearest: ``src = floor(dst *
+            in/out)``), ``'bilinear'`` or ``'bicubic'`` (Keys' cubic
+            convolution with ``A = -0.75``; the taps beyond the border are
+            clamped to the edge pixels). Default: ``'nearest'``.
+        align_corners: for bilinear/bicubic: if True, the corner pixels of
+            input and output are aligned (``src = dst * (in - 1)/(out - 1)``);
+            if False (default), pixel centres are (``src = (dst + 0.5) *
+            in/out - 0.5``). Must be None for nearest.
+        recompute_scale_factor: if True, compute the output size from
+            ``scale_factor`` and then map coordinates with ``in/out``.
+
+    Shape:
+        - input ``(N, C, H, W)``, output ``(N, C, H_out, W_out)`` with
+          ``H_out = size[0]`` or ``floor(H * scale_factor[0])`` (same for W).
+
+    Raises:
+        TypeError: a non-int size, a non-number scale factor, a non-str mode
+            or a non-bool align_corners.
+        ValueError: both or neither of ``size`` and ``scale_factor``,
+            ``align_corners`` with ``'nearest'``, an unknown mode, a non-4-D
+            or empty input, non-positive sizes or scale factors, an output
+            size of 0.
+
+    Example:
+        >>> x = cnnrs.randn(1, 3, 16, 16)
+        >>> F.interpolate(x, scale_factor=2, mode="bilinear").shape
+        (1, 3, 32, 32)
+
+    Differences from PyTorch: 4-D input only (no 3-D/5-D ``linear``/
+    ``trilinear``), no ``'area'``/``'nearest-exact'`` modes, no
+    ``antialias``.
+    """
+    op = "interpolate"
+    if not isinstance(mode, str):
+        raise TypeError(f"{op}: mode must be a str, got {type(mode).__name__}")
+    if mode not in _INTERP_MODES:
+        raise ValueError(
+            f"{op}: mode must be 'nearest', 'bilinear' or 'bicubic' for 4-D input, got {mode!r}"
+        )
+    for name, flag in (("align_corners", align_corners),
+                       ("recompute_scale_factor", recompute_scale_factor)):
+        if flag is not None and not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{op}: {name} must be a bool or None, got {type(flag).__name__}")
+    size_ = None if size is None else _interp_pair(size, "size", numbers.Integral)
+    scale_ = (None if scale_factor is None
+              else _interp_pair(scale_factor, "scale_factor", numbers.Real))
+    return Tensor._wrap(_native.interpolate(
+        _t(input)._v, size_, scale_, mode,
+        None if align_corners is None else bool(align_corners),
+        None if recompute_scale_factor is None else bool(recompute_scale_factor)))
+
+
+__all__ += ["interpolate"]
+
+
+# --- padding and cropping -----------------------------------------------------------
+
+_PAD_MODES = ("constant", "reflect", "replicate")
+
+
+def pad(input: Any, pad: Sequence[int], mode: str = "constant",
+        value: Optional[float] = None) -> Tensor:
+    """Pads the last one or two dimensions, as ``torch.nn.functional.pad``.
+
+    Args:
+        input: a tensor with at least ``len(pad) // 2`` dimensions.
+        pad: ``(left, right)`` for the last dimension, or ``(left, right, top,
+            bottom)`` for the last two (last dimension first, as PyTorch). In
+            ``'constant'`` mode a negative value removes that many elements.
+        mode: ``'constant'`` (fill with ``value``), ``'reflect'`` (mirror
+            without repeating the edge; each pad smaller than its dimension)
+            or ``'replicate'`` (repeat the edge). Default: ``'constant'``.
+        value: the fill value of ``'constant'`` mode. Default: 0.
+
+    Shape: ``W_out = W + left + right`` and ``H_out = H + top + bottom``;
+    other dimensions are kept.
+
+    Raises:
+        TypeError: non-int pad values, a non-str mode, a non-number value.
+        ValueError: a pad of length other than 2 or 4, too few dimensions,
+            an unknown mode, ``value`` with a non-constant mode, negative pads
+            outside constant mode, a negative output size, a reflect pad not
+            smaller than its dimension.
+
+    Example:
+        >>> F.pad(cnnrs.ones(1, 1, 2, 2), (1, 1, 0, 2)).shape
+        (1, 1, 4, 4)
+
+    Differences from PyTorch: at most the last two dimensions; no
+    ``'circular'`` mode; reflect/replicate take any input with at least two
+    dimensions (PyTorch wants 3-D or 4-D).
+    """
+    op = "pad"
+    if isinstance(pad, (str, bytes)) or not isinstance(pad, (tuple, list)):
+        raise TypeError(f"{op}: pad must be a tuple or list of ints, got {type(pad).__name__}")
+    pads = [_conv_int(v, op, "pad") for v in pad]
+    if not isinstance(mode, str):
+        raise TypeError(f"{op}: mode must be a str, got {type(mode).__name__}")
+    if mode not in _PAD_MODES:
+        raise ValueError(
+            f"{op}: mode must be 'constant', 'reflect' or 'replicate', got {mode!r}"
+        )
+    if value is not None:
+        if mode != "constant":
+            raise ValueError(f"{op}: padding mode {mode!r} doesn't take in value argument")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{op}: value must be a number, got {type(value).__name__}")
+    fill = 0.0 if value is None else float(value)
+    return Tensor._wrap(_native.pad(_t(input)._v, pads, mode, fill))
+
+
+def center_crop(input: Any, size: int | tuple[int, int]) -> Tensor:
+    """Crops the last two dimensions to ``size`` around the centre, as the
+    original (valid-padding) U-Net crops its skip connections.
+
+    Args:
+        input: ``(..., H, W)``.
+        size: ``(h, w)``, or one int for both; at most the input's size.
+
+    Shape: ``(..., H, W)`` -> ``(..., h, w)``: rows ``top .. top + h`` with
+    ``top = (H - h) // 2`` (an odd margin leaves the extra row at the
+    bottom), columns likewise. The gradient is padded back with zeros.
+
+    Raises:
+        TypeError: non-int sizes.
+        ValueError: a non-positive size, a size larger than the input, fewer
+            than two dimensions.
+
+    Example:
+        >>> F.center_crop(cnnrs.randn(1, 64, 64, 64), 56).shape
+        (1, 64, 56, 56)
+
+    Differences from torchvision's ``center_crop``: the offset is floored
+    (torchvision rounds it, which differs for odd margins), and a size larger
+    than the input is an error instead of zero padding.
+    """
+    op = "center_crop"
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"{op}: size must be an int or a pair (h, w), got {tuple(size)!r}")
+        h, w = (_conv_int(v, op, "size") for v in size)
+    else:
+        h = w = _conv_int(size, op, "size")
+    return Tensor._wrap(_native.center_crop(_t(input)._v, (h, w)))
+
+
+__all__ += ["pad", "center_crop"]
 
 
 

@@ -7,7 +7,10 @@ use cnnrs_core::CnnError;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+mod bench;
+mod cat_pad;
 mod conv;
+mod conv_transpose;
 mod dropout;
 mod linear;
 mod local;
@@ -17,6 +20,7 @@ mod ops;
 mod optim;
 mod pool;
 mod transforms;
+mod upsample;
 mod var;
 
 pub use var::PyVar;
@@ -57,7 +61,9 @@ pub(crate) fn compute<T: Send>(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVar>()?;
     ops::register(m)?;
+    bench::register(m)?;
     conv::register(m)?;
+    conv_transpose::register(m)?;
     pool::register(m)?;
     linear::register(m)?;
     loss::register(m)?;
@@ -66,5 +72,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     dropout::register(m)?;
     local::register(m)?;
     transforms::register(m)?;
+    upsample::register(m)?;
+    cat_pad::register(m)?;
     Ok(())
 }

@@ -1,13 +1,53 @@
 //! Single-precision GEMM: `C = beta*C + A·B`, then an optional fused epilogue
-//! (bias per row or per column, ReLU), written while the tile is hot.
+//! (bias per row or per column, ReLU), applied while each tile of `C` is in
+//! registers.
 //!
 //! This is the one GEMM entry point of the crate. `A` and `B` are strided
 //! views ([`MatRef`]), so transposes cost nothing at the call site; `C` is
 //! row-major with leading dimension `ldc`.
 //!
-//! The implementation here is a cache-blocked loop that the compiler
-//! vectorises; the packed, register-blocked SIMD core replaces it behind the
-//! same signature (issue #3).
+//! # Algorithm (BLIS-style)
+//!
+//! ```text
+//! for jc in 0..n step NC            B block  [KC x NC]  -> packed, lives in L3
+//!   for pc in 0..k step KC
+//!     pack B[pc.., jc..] into NR-column panels (zero padded to NR)
+//!     for ic in 0..m step MC        A block  [MC x KC]  -> packed, lives in L2
+//!       pack A[ic.., pc..] into MR-row panels (zero padded to MR)
+//!       for jr in 0..NC step NR     B micro-panel [KC x NR] stays in L1
+//!         for ir in 0..MC step MR   A micro-panel [MR x KC] streams from L2
+//!           micro-kernel: MR x NR tile of C in registers, KC rank-1 updates,
+//!           then (last pc only) bias/ReLU, one store of the tile
+//! ```
+//!
+//! Packing reads through the strided views (so `A^T`, `B^T`, padded rows or
+//! every-other-column views pack at the same cost as plain matrices) and writes the panels in
+//! exactly the order the micro-kernel consumes them: unit stride, aligned.
+//! Panels are zero padded, so every micro-kernel call computes a full
+//! `MR x NR` tile; a tile that sticks out of `C` is written to a small buffer
+//! and copied back, so ragged edges never fall to a scalar loop.
+//!
+//! B can also be a [`PackB`]: an operand that writes its own panels (e.g.
+//! im2col straight from an image, see [`gemm_src`]), so a convolution never
+//! materialises its column matrix.
+//!
+//! The micro-kernel families live in `gemm/{scalar,avx2,avx512}.rs`, each with
+//! its register block and cache blocking (explained next to the constants).
+//! [`crate::kernels::simd::active`] picks one per process; [`gemm_with`] and
+//! [`gemm_par_with`] run a given family (tests use them to check every path).
+//!
+//! Denormals are flushed to zero for the duration of a call (see
+//! `kernels::fpenv`). Packing buffers are thread-local and grow on demand:
+//! after the first call of a given size no call allocates.
+
+use std::cell::RefCell;
+
+use super::fpenv::FlushDenormals;
+use super::simd::{self, SimdFamily};
+
+mod avx2;
+mod avx512;
+mod scalar;
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i*rs + j*cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -51,8 +91,44 @@ impl<'a> MatRef<'a> {
         }
     }
     #[inline(always)]
+    #[cfg_attr(not(test), allow(dead_code))]
     fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.rs + j * self.cs]
+    }
+    /// True when every element the view addresses lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.rs)
+            .and_then(|r| (self.cols - 1).checked_mul(self.cs).map(|c| (r, c)))
+            .and_then(|(r, c)| r.checked_add(c));
+        matches!(last, Some(l) if l < self.data.len())
+    }
+    /// Rows `r0..r0+rows` (all columns).
+    fn rows_sub(&self, r0: usize, rows: usize) -> MatRef<'a> {
+        MatRef {
+            data: if rows == 0 {
+                &[]
+            } else {
+                &self.data[r0 * self.rs..]
+            },
+            rows,
+            ..*self
+        }
+    }
+    /// Columns `c0..c0+cols` (all rows).
+    fn cols_sub(&self, c0: usize, cols: usize) -> MatRef<'a> {
+        MatRef {
+            data: if cols == 0 {
+                &[]
+            } else {
+                &self.data[c0 * self.cs..]
+            },
+            cols,
+            ..*self
+        }
     }
 }
 
@@ -71,113 +147,843 @@ pub struct GemmOpts<'a> {
 }
 
 /// `C[m x n] (row-major, ldc) = beta*C + A[m x k]·B[k x n]` + epilogue, on the
-/// calling thread.
+/// calling thread, with the process-wide kernel family
+/// ([`simd::active`](crate::kernels::simd::active)).
+///
+/// The epilogue order is: product, `+ C` when accumulating, `+ bias_row[i]`,
+/// `+ bias_col[j]`, then ReLU.
 ///
 /// # Panics
-/// Only on violated internal invariants (slice lengths), never on user input:
+/// Only on violated internal invariants (views reaching outside their slices,
+/// `C` too short, bias lengths, inner dimensions), never on user input:
 /// callers validate shapes first.
 pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
-    assert!(
-        m == 0 || n == 0 || c.len() >= (m - 1) * ldc + n,
-        "gemm: C too small"
+    gemm_with(simd::active(), a, b, c, ldc, opts)
+}
+
+/// [`gemm`] with a chosen kernel family. A family the CPU cannot run falls
+/// back to the widest available one not wider than it
+/// ([`simd::resolve`](crate::kernels::simd::resolve)).
+///
+/// # Panics
+/// As [`gemm`].
+pub fn gemm_with(
+    family: SimdFamily,
+    a: MatRef,
+    b: MatRef,
+    c: &mut [f32],
+    ldc: usize,
+    opts: &GemmOpts,
+) {
+    gemm_impl(family, false, a, b, c, ldc, opts)
+}
+
+/// Like [`gemm`], split over blocks of `C` on the cnnrs thread pool when the
+/// product is large enough to pay for threads. Called from inside a pool
+/// thread (a parallel region) it runs serially, so parallelism never nests.
+///
+/// # Panics
+/// As [`gemm`].
+pub fn gemm_par(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+    gemm_par_with(simd::active(), a, b, c, ldc, opts)
+}
+
+/// Products below this many flops run on the calling thread: waking a pool
+/// thread costs a few microseconds, ~4 MFLOP take ~20-40 us on one core.
+const MIN_PAR_FLOPS: usize = 1 << 22;
+/// Smallest share of a parallel product given to one task (~2 MFLOP, ten
+/// times the cost of handing a task to another thread).
+const MIN_TASK_FLOPS: usize = 1 << 21;
+/// Tasks per pool thread: more than one, so a thread that is descheduled
+/// (another process on its core) leaves work for the others to steal; few,
+/// because every task packs its own panels of A and B. Measured on the
+/// 2-core Zen 5 (1024^3, 2 threads): 1 task/thread 88% of peak, 2: 87-88%,
+/// 4: 85-86%, 8: 83-84%; with a busy process on one core all settings took
+/// ~2.1x their quiet time (the OS gives the shared core's thread little).
+const TASKS_PER_THREAD: usize = 2;
+
+/// [`gemm_par`] with a chosen kernel family (see [`gemm_with`]).
+///
+/// # Panics
+/// As [`gemm`].
+pub fn gemm_par_with(
+    family: SimdFamily,
+    a: MatRef,
+    b: MatRef,
+    c: &mut [f32],
+    ldc: usize,
+    opts: &GemmOpts,
+) {
+    gemm_impl(family, true, a, b, c, ldc, opts)
+}
+
+/// A `k x n` B operand that writes its own packed panels, for operands that
+/// are not a strided matrix: e.g. the im2col matrix of a convolution, packed
+/// straight from the image, one cache-sized panel at a time, so the full
+/// column matrix never exists.
+///
+/// The GEMM calls [`PackB::pack`] for blocks of B as it needs them (from
+/// several threads at once under [`gemm_src_par`]); it never keeps a block
+/// longer than the call.
+pub trait PackB: Sync {
+    /// Rows of B (`k`, the inner dimension).
+    fn rows(&self) -> usize;
+    /// Columns of B (`n`).
+    fn cols(&self) -> usize;
+    /// Writes the block `B[p0..p0+kc, j0..j0+nc]` as `ceil(nc/nr)` panels of
+    /// `kc x nr`: element `(p0+p, j0+j)` goes to
+    /// `dst[(j/nr)*nr*kc + p*nr + j%nr]`. `dst` has exactly
+    /// `ceil(nc/nr)*nr*kc` floats; the slots past column `nc` of the last
+    /// panel should be zero (any value gives the right result: those columns
+    /// are computed and thrown away).
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]);
+}
+
+impl PackB for MatRef<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        assert!(
+            self.in_bounds(),
+            "gemm: view of B reaches outside its slice"
+        );
+        pack_b_any(self, p0, kc, j0, nc, nr, dst)
+    }
+}
+
+/// [`gemm`] with B supplied by a [`PackB`] (serial, process-wide family).
+///
+/// # Panics
+/// As [`gemm`]; also when `b.rows() != a.cols`.
+pub fn gemm_src(a: MatRef, b: &dyn PackB, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+    gemm_src_with(simd::active(), false, a, b, c, ldc, opts)
+}
+
+/// [`gemm_par`] with B supplied by a [`PackB`]: split over blocks of C on the
+/// pool, each task packing only its own columns of B.
+///
+/// # Panics
+/// As [`gemm_src`].
+pub fn gemm_src_par(a: MatRef, b: &dyn PackB, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+    gemm_src_with(simd::active(), true, a, b, c, ldc, opts)
+}
+
+/// [`gemm_src`] / [`gemm_src_par`] (`parallel`) with a chosen family.
+///
+/// # Panics
+/// As [`gemm_src`].
+pub fn gemm_src_with(
+    family: SimdFamily,
+    parallel: bool,
+    a: MatRef,
+    b: &dyn PackB,
+    c: &mut [f32],
+    ldc: usize,
+    opts: &GemmOpts,
+) {
+    let src = DynB {
+        src: b,
+        c0: 0,
+        k: b.rows(),
+        n: b.cols(),
+    };
+    gemm_impl(family, parallel, a, src, c, ldc, opts)
+}
+
+/// The B operand as the driver sees it: a strided view, or a [`PackB`].
+trait BSource: Copy + Send + Sync {
+    fn k(&self) -> usize;
+    fn n(&self) -> usize;
+    fn in_bounds(&self) -> bool;
+    /// Columns `c0..c0+cols`.
+    fn cols_sub(&self, c0: usize, cols: usize) -> Self;
+    /// Packs `B[p0..p0+kc, j0..j0+nc]` into `NR`-column panels (see
+    /// [`PackB::pack`]); `dst` has exactly `ceil(nc/NR)*NR*kc` floats.
+    fn pack_block<K: MicroKernel>(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        dst: &mut [f32],
     );
+}
+
+impl BSource for MatRef<'_> {
+    fn k(&self) -> usize {
+        self.rows
+    }
+    fn n(&self) -> usize {
+        self.cols
+    }
+    fn in_bounds(&self) -> bool {
+        MatRef::in_bounds(self)
+    }
+    fn cols_sub(&self, c0: usize, cols: usize) -> Self {
+        MatRef::cols_sub(self, c0, cols)
+    }
+    fn pack_block<K: MicroKernel>(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        dst: &mut [f32],
+    ) {
+        pack_b::<K>(self, p0, kc, j0, nc, dst)
+    }
+}
+
+/// A [`PackB`] seen through a column offset (the part one task covers).
+#[derive(Clone, Copy)]
+struct DynB<'a> {
+    src: &'a dyn PackB,
+    c0: usize,
+    k: usize,
+    n: usize,
+}
+
+impl BSource for DynB<'_> {
+    fn k(&self) -> usize {
+        self.k
+    }
+    fn n(&self) -> usize {
+        self.n
+    }
+    fn in_bounds(&self) -> bool {
+        true
+    }
+    fn cols_sub(&self, c0: usize, cols: usize) -> Self {
+        DynB {
+            c0: self.c0 + c0,
+            n: cols,
+            ..*self
+        }
+    }
+    fn pack_block<K: MicroKernel>(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        nc: usize,
+        dst: &mut [f32],
+    ) {
+        let len = nc.div_ceil(K::NR) * K::NR * kc;
+        self.src
+            .pack(p0, kc, self.c0 + j0, nc, K::NR, &mut dst[..len]);
+    }
+}
+
+fn gemm_impl<B: BSource>(
+    family: SimdFamily,
+    parallel: bool,
+    a: MatRef,
+    b: B,
+    c: &mut [f32],
+    ldc: usize,
+    opts: &GemmOpts,
+) {
+    use rayon::prelude::*;
+    check_args(&a, &b, c, ldc, opts);
+    let (m, k, n) = (a.rows, a.cols, b.n());
     if m == 0 || n == 0 {
         return;
     }
-    if !opts.accumulate {
-        for i in 0..m {
-            c[i * ldc..i * ldc + n].fill(0.0);
-        }
-    }
-    // Block k so a strip of B stays in cache while all rows of A pass over it.
-    const KC: usize = 256;
-    const NC: usize = 512;
-    let mut bpanel = vec![0.0f32; KC.min(k.max(1)) * NC.min(n)];
-    for j0 in (0..n).step_by(NC) {
-        let nb = NC.min(n - j0);
-        for p0 in (0..k).step_by(KC) {
-            let kb = KC.min(k - p0);
-            // Pack B[p0..p0+kb, j0..j0+nb] row-major (unit stride inner loop).
-            for p in 0..kb {
-                let row = &mut bpanel[p * nb..(p + 1) * nb];
-                for (j, dst) in row.iter_mut().enumerate() {
-                    *dst = b.at(p0 + p, j0 + j);
-                }
-            }
-            for i in 0..m {
-                let crow = &mut c[i * ldc + j0..i * ldc + j0 + nb];
-                for p in 0..kb {
-                    let av = a.at(i, p0 + p);
-                    if av == 0.0 {
-                        continue;
-                    }
-                    let brow = &bpanel[p * nb..(p + 1) * nb];
-                    for (cv, bv) in crow.iter_mut().zip(brow) {
-                        *cv += av * bv;
-                    }
-                }
-            }
-        }
-    }
-    epilogue(c, ldc, m, n, opts);
-}
-
-fn epilogue(c: &mut [f32], ldc: usize, m: usize, n: usize, opts: &GemmOpts) {
-    if opts.bias_row.is_none() && opts.bias_col.is_none() && !opts.relu {
-        return;
-    }
-    for i in 0..m {
-        let row = &mut c[i * ldc..i * ldc + n];
-        if let Some(br) = opts.bias_row {
-            let bv = br[i];
-            row.iter_mut().for_each(|v| *v += bv);
-        }
-        if let Some(bc) = opts.bias_col {
-            row.iter_mut().zip(bc).for_each(|(v, b)| *v += b);
-        }
-        if opts.relu {
-            row.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-    }
-}
-
-/// Like [`gemm`], split over row blocks of `C` on the cnnrs thread pool when
-/// the product is large enough to pay for threads. Do not call it from inside
-/// a parallel region (use [`gemm`] there).
-pub fn gemm_par(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
-    use rayon::prelude::*;
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let family = simd::resolve(family);
     let threads = crate::parallel::get_num_threads();
-    // Below ~4 MFLOP a thread hand-off costs more than it saves.
-    if threads <= 1 || m < 2 || 2 * m * n * k < (1 << 22) || rayon::current_thread_index().is_some()
+    let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
+    let want = (threads * TASKS_PER_THREAD).min(flops / MIN_TASK_FLOPS);
+    let (gm, gn) = if !parallel
+        || threads <= 1
+        || flops < MIN_PAR_FLOPS
+        || rayon::current_thread_index().is_some()
     {
-        gemm(a, b, c, ldc, opts);
+        (1, 1)
+    } else {
+        let (mr, nr) = tile_shape(family);
+        choose_grid(m, n, mr, nr, want)
+    };
+    if gm * gn < 2 {
+        // SAFETY: `check_args` established that `a` and `b` address only
+        // elements inside their slices and that `c` holds the `m x n` block
+        // at stride `ldc` (`ldc >= n`); `c` is an exclusive borrow, so
+        // nothing else reads or writes it during the call.
+        unsafe { run_serial(family, a, b, c.as_mut_ptr(), ldc, opts) };
         return;
     }
-    let rows_per = m.div_ceil(threads * 2).max(1);
-    let c = &mut c[..(m - 1) * ldc + n];
+    let (mr, nr) = tile_shape(family);
+    // Tile edges on register-block multiples, so no task has a ragged edge
+    // in its interior.
+    let rows_per = m.div_ceil(mr).div_ceil(gm) * mr;
+    let cols_per = n.div_ceil(nr).div_ceil(gn) * nr;
+    let gm = m.div_ceil(rows_per);
+    let gn = n.div_ceil(cols_per);
+    let c_ptr = SendPtr(c.as_mut_ptr());
     crate::parallel::install(|| {
-        c.par_chunks_mut(rows_per * ldc)
-            .enumerate()
-            .for_each(|(t, chunk)| {
-                let r0 = t * rows_per;
-                let rows = rows_per.min(m - r0);
-                let sub = MatRef {
-                    data: &a.data[r0 * a.rs..],
-                    rows,
-                    cols: k,
-                    rs: a.rs,
-                    cs: a.cs,
-                };
-                let sub_opts = GemmOpts {
-                    bias_row: opts.bias_row.map(|br| &br[r0..r0 + rows]),
-                    ..*opts
-                };
-                gemm(sub, b, chunk, ldc, &sub_opts);
-            });
+        (0..gm * gn).into_par_iter().for_each(|t| {
+            let (ti, tj) = (t / gn, t % gn);
+            let (r0, c0) = (ti * rows_per, tj * cols_per);
+            let rows = rows_per.min(m - r0);
+            let cols = cols_per.min(n - c0);
+            let sub_opts = GemmOpts {
+                accumulate: opts.accumulate,
+                bias_row: opts.bias_row.map(|br| &br[r0..r0 + rows]),
+                bias_col: opts.bias_col.map(|bc| &bc[c0..c0 + cols]),
+                relu: opts.relu,
+            };
+            let c = c_ptr;
+            // SAFETY: the tiles `(r0..r0+rows) x (c0..c0+cols)` of the grid
+            // are pairwise disjoint and lie inside the `m x n` block of `c`
+            // that `check_args` validated, so each task writes only its own
+            // elements of the caller's exclusively borrowed `c`, which
+            // outlives `install`. The sub-views address a subset of the
+            // checked views.
+            unsafe {
+                run_serial(
+                    family,
+                    a.rows_sub(r0, rows),
+                    b.cols_sub(c0, cols),
+                    c.0.add(r0 * ldc + c0),
+                    ldc,
+                    &sub_opts,
+                )
+            };
+        });
     });
+}
+
+/// A raw pointer that may cross to pool threads (tasks write disjoint tiles).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only dereferenced by `gemm_par_with`'s tasks, each
+// on its own disjoint tile of C, while the owning `&mut [f32]` is borrowed
+// for the whole parallel region.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; shared references only copy the pointer value.
+unsafe impl Sync for SendPtr {}
+
+/// Picks a `gm x gn` grid of C tiles with about `want` tiles that minimises
+/// the packing traffic `k*(m*gn + n*gm)` (every tile packs its own rows of A
+/// and columns of B), with at most one tile per register block.
+fn choose_grid(m: usize, n: usize, mr: usize, nr: usize, want: usize) -> (usize, usize) {
+    let (mu, nu) = (m.div_ceil(mr), n.div_ceil(nr));
+    if want < 2 {
+        return (1, 1);
+    }
+    let mut best = (1, 1);
+    let mut best_key = (usize::MAX, usize::MAX);
+    for gm in 1..=want.min(mu) {
+        let gn = want.div_ceil(gm).min(nu);
+        // Tiles actually made after rounding the edges to register blocks.
+        let rows_per = mu.div_ceil(gm);
+        let cols_per = nu.div_ceil(gn);
+        let (tm, tn) = (mu.div_ceil(rows_per), nu.div_ceil(cols_per));
+        let tiles = tm * tn;
+        if tiles < 2 {
+            continue;
+        }
+        // Prefer reaching `want` tiles, then the least packing traffic.
+        let shortfall = want.saturating_sub(tiles);
+        let traffic = m.saturating_mul(tn).saturating_add(n.saturating_mul(tm));
+        let key = (shortfall, traffic);
+        if key < best_key {
+            best_key = key;
+            best = (tm, tn);
+        }
+    }
+    best
+}
+
+/// Register block `(MR, NR)` of a family.
+fn tile_shape(family: SimdFamily) -> (usize, usize) {
+    match family {
+        SimdFamily::Scalar => (scalar::Kernel::MR, scalar::Kernel::NR),
+        SimdFamily::Avx2 => (avx2::Kernel::MR, avx2::Kernel::NR),
+        SimdFamily::Avx512 => (avx512::Kernel::MR, avx512::Kernel::NR),
+    }
+}
+
+fn check_args<B: BSource>(a: &MatRef, b: &B, c: &[f32], ldc: usize, opts: &GemmOpts) {
+    let (m, k, n) = (a.rows, a.cols, b.n());
+    assert_eq!(b.k(), k, "gemm: inner dimensions differ");
+    assert!(a.in_bounds(), "gemm: view of A reaches outside its slice");
+    assert!(b.in_bounds(), "gemm: view of B reaches outside its slice");
+    assert!(
+        m == 0 || n == 0 || (ldc >= n && c.len() >= (m - 1) * ldc + n),
+        "gemm: C too small"
+    );
+    if let Some(br) = opts.bias_row {
+        assert!(br.len() >= m, "gemm: bias_row shorter than m");
+    }
+    if let Some(bc) = opts.bias_col {
+        assert!(bc.len() >= n, "gemm: bias_col shorter than n");
+    }
+}
+
+/// Epilogue of one `MR x NR` tile, handed to the micro-kernel.
+pub(crate) struct TileEpilogue {
+    /// Add the tile's current contents of C (beta = 1) instead of
+    /// overwriting them.
+    pub load_c: bool,
+    /// Null, or `MR` values: `bias_row[r]` is added to row `r`.
+    pub bias_row: *const f32,
+    /// Null, or `NR` values: `bias_col[j]` is added to column `j`.
+    pub bias_col: *const f32,
+    /// Clamp at zero after the bias.
+    pub relu: bool,
+}
+
+/// One register-blocked micro-kernel and its cache blocking.
+pub(crate) trait MicroKernel {
+    /// Rows of the register tile.
+    const MR: usize;
+    /// Columns of the register tile.
+    const NR: usize;
+    /// Depth of a packed panel (the `pc` step).
+    const KC: usize;
+    /// Rows of the packed A block (the `ic` step; a multiple of `MR`).
+    const MC: usize;
+    /// Columns of the packed B block (the `jc` step; a multiple of `NR`).
+    const NC: usize;
+
+    /// `C[0..MR, 0..NR] (stride ldc) = (load_c ? C : 0) + Ap·Bp`, then the
+    /// bias and ReLU of `ep`.
+    ///
+    /// # Safety
+    /// `kc >= 1`; `a` points at `MR*kc` readable floats (a packed A
+    /// micro-panel: `MR` values per step of k), `b` at `kc*NR` (a packed B
+    /// micro-panel: `NR` values per step); `c` at `MR` rows of `NR` writable
+    /// floats `ldc` apart, not aliasing `a`, `b` or the biases; the bias
+    /// pointers of `ep` are null or point at `MR` / `NR` readable floats; the
+    /// CPU supports the kernel's instruction set.
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        ep: &TileEpilogue,
+    );
+}
+
+/// Largest `MR * NR` of any family (sizes the edge-tile buffer).
+const MAX_TILE: usize = 16 * 32;
+/// Largest `MR` or `NR` of any family (sizes the padded bias buffers).
+const MAX_EDGE: usize = 32;
+
+/// Runs the serial driver with the given (available) family.
+///
+/// # Safety
+/// `a` and `b` are in bounds, `c` points at an `a.rows x b.n()` block with
+/// row stride `ldc >= b.n()` that nothing else accesses during the call;
+/// bias lengths are at least `m` / `n`; `family` is available on this CPU.
+unsafe fn run_serial<B: BSource>(
+    family: SimdFamily,
+    a: MatRef,
+    b: B,
+    c: *mut f32,
+    ldc: usize,
+    opts: &GemmOpts,
+) {
+    #[cfg(test)]
+    tests::LAST_FAMILY.with(|f| f.set(Some(family)));
+    // SAFETY (all three arms): forwarded from the caller; `family` was
+    // resolved to one the CPU runs, which is what `driver::<K>` requires.
+    unsafe {
+        match family {
+            SimdFamily::Scalar => driver::<scalar::Kernel, B>(a, b, c, ldc, opts),
+            SimdFamily::Avx2 => driver::<avx2::Kernel, B>(a, b, c, ldc, opts),
+            SimdFamily::Avx512 => driver::<avx512::Kernel, B>(a, b, c, ldc, opts),
+        }
+    }
+}
+
+/// Grow-only packing buffers of one thread.
+struct PackBuffers {
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+thread_local! {
+    static PACK: RefCell<PackBuffers> = const {
+        RefCell::new(PackBuffers { a: Vec::new(), b: Vec::new() })
+    };
+}
+
+/// Floats of slack so a buffer can start on a 64-byte boundary.
+const ALIGN_FLOATS: usize = 16;
+
+/// A 64-byte aligned window of `len` floats inside `v`, growing `v` if
+/// needed. Contents are unspecified (packing overwrites all of it).
+fn aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len + ALIGN_FLOATS {
+        v.resize(len + ALIGN_FLOATS, 0.0);
+    }
+    let off = v.as_ptr().align_offset(64).min(ALIGN_FLOATS);
+    &mut v[off..off + len]
+}
+
+/// The five loops around the micro-kernel (see the module docs).
+///
+/// # Safety
+/// As [`run_serial`], with `K`'s instruction set available.
+unsafe fn driver<K: MicroKernel, B: BSource>(
+    a: MatRef,
+    b: B,
+    c: *mut f32,
+    ldc: usize,
+    opts: &GemmOpts,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.n());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let _flush = FlushDenormals::new();
+    if k == 0 {
+        // SAFETY: forwarded from the caller.
+        unsafe { epilogue_only(m, n, c, ldc, opts) };
+        return;
+    }
+    debug_assert!(K::MC % K::MR == 0 && K::NC % K::NR == 0);
+    let kc_max = K::KC.min(k);
+    let a_len = K::MC.min(m.next_multiple_of(K::MR)) * kc_max;
+    let b_len = K::NC.min(n.next_multiple_of(K::NR)) * kc_max;
+    let body = |bufs: &mut PackBuffers| {
+        let apack = aligned(&mut bufs.a, a_len);
+        let bpack = aligned(&mut bufs.b, b_len);
+        for jc in (0..n).step_by(K::NC) {
+            let nc = K::NC.min(n - jc);
+            for pc in (0..k).step_by(K::KC) {
+                let kc = K::KC.min(k - pc);
+                b.pack_block::<K>(
+                    pc,
+                    kc,
+                    jc,
+                    nc,
+                    &mut bpack[..nc.div_ceil(K::NR) * K::NR * kc],
+                );
+                let first = pc == 0;
+                let last = pc + kc == k;
+                for ic in (0..m).step_by(K::MC) {
+                    let mc = K::MC.min(m - ic);
+                    pack_a::<K>(&a, ic, mc, pc, kc, apack);
+                    let block = Block {
+                        ic,
+                        jc,
+                        mc,
+                        nc,
+                        kc,
+                        load_c: !first || opts.accumulate,
+                        last,
+                    };
+                    // SAFETY: the packed buffers hold `ceil(mc/MR)` A panels
+                    // and `ceil(nc/NR)` B panels of depth `kc` (packed just
+                    // above); `c` and the biases as guaranteed by our caller.
+                    unsafe { macro_kernel::<K>(apack, bpack, c, ldc, opts, &block) };
+                }
+            }
+        }
+    };
+    // A kernel never calls back into user code, so the thread-local is
+    // normally free; if it is not (re-entrancy), use fresh buffers.
+    PACK.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => body(&mut bufs),
+        Err(_) => body(&mut PackBuffers {
+            a: Vec::new(),
+            b: Vec::new(),
+        }),
+    });
+}
+
+/// The part of C one macro-kernel call covers.
+struct Block {
+    ic: usize,
+    jc: usize,
+    mc: usize,
+    nc: usize,
+    kc: usize,
+    load_c: bool,
+    last: bool,
+}
+
+#[repr(C, align(64))]
+struct EdgeTile([f32; MAX_TILE]);
+
+/// Loops over the micro-tiles of one `mc x nc` block of C.
+///
+/// # Safety
+/// `apack` / `bpack` hold the packed block (see `pack_a` / `pack_b`); `c`,
+/// `ldc` and the biases as in [`run_serial`]; `K` runs on this CPU.
+unsafe fn macro_kernel<K: MicroKernel>(
+    apack: &[f32],
+    bpack: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    opts: &GemmOpts,
+    blk: &Block,
+) {
+    let (mr, nr, kc) = (K::MR, K::NR, blk.kc);
+    debug_assert!(mr * nr <= MAX_TILE && mr <= MAX_EDGE && nr <= MAX_EDGE);
+    debug_assert!(apack.len() >= blk.mc.div_ceil(mr) * mr * kc);
+    debug_assert!(bpack.len() >= blk.nc.div_ceil(nr) * nr * kc);
+    let bias_row = if blk.last { opts.bias_row } else { None };
+    let bias_col = if blk.last { opts.bias_col } else { None };
+    let relu = blk.last && opts.relu;
+    let mut edge = EdgeTile([0.0; MAX_TILE]);
+    let mut row_pad = [0.0f32; MAX_EDGE];
+    let mut col_pad = [0.0f32; MAX_EDGE];
+    for jr in (0..blk.nc).step_by(nr) {
+        let nv = nr.min(blk.nc - jr);
+        let j = blk.jc + jr;
+        let bp = bpack[(jr / nr) * nr * kc..].as_ptr();
+        let bc_ptr = match bias_col {
+            None => std::ptr::null(),
+            Some(bc) if nv == nr => bc[j..j + nr].as_ptr(),
+            Some(bc) => {
+                col_pad[..nv].copy_from_slice(&bc[j..j + nv]);
+                col_pad[nv..].fill(0.0);
+                col_pad.as_ptr()
+            }
+        };
+        for ir in (0..blk.mc).step_by(mr) {
+            let mv = mr.min(blk.mc - ir);
+            let i = blk.ic + ir;
+            let ap = apack[(ir / mr) * mr * kc..].as_ptr();
+            let br_ptr = match bias_row {
+                None => std::ptr::null(),
+                Some(br) if mv == mr => br[i..i + mr].as_ptr(),
+                Some(br) => {
+                    row_pad[..mv].copy_from_slice(&br[i..i + mv]);
+                    row_pad[mv..].fill(0.0);
+                    row_pad.as_ptr()
+                }
+            };
+            let ep = TileEpilogue {
+                load_c: blk.load_c,
+                bias_row: br_ptr,
+                bias_col: bc_ptr,
+                relu,
+            };
+            // SAFETY: `i + mv <= m` and `j + nv <= n`, so the tile's first
+            // element lies inside the block the caller vouched for.
+            let ct = unsafe { c.add(i * ldc + j) };
+            if mv == mr && nv == nr {
+                // SAFETY: a full tile: `mr` rows of `nr` floats at stride
+                // `ldc` inside C; panels hold `mr*kc` / `kc*nr` floats; bias
+                // pointers cover `mr` / `nr` floats (slices checked above).
+                unsafe { K::tile(kc, ap, bp, ct, ldc, &ep) };
+            } else {
+                // A ragged tile: compute the full tile into `edge` (stride
+                // `nr`), then copy the `mv x nv` part that exists.
+                let buf = edge.0.as_mut_ptr();
+                if blk.load_c {
+                    for r in 0..mv {
+                        // SAFETY: row `r < mv` of the tile has `nv` valid
+                        // floats in C; `edge` has room for `mr*nr` floats.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(ct.add(r * ldc), buf.add(r * nr), nv)
+                        };
+                    }
+                }
+                // SAFETY: `edge` holds `mr*nr >= MR*NR` initialised floats
+                // at stride `nr`; panels and biases as for a full tile.
+                unsafe { K::tile(kc, ap, bp, buf, nr, &ep) };
+                for r in 0..mv {
+                    // SAFETY: as for the copy-in above, reversed.
+                    unsafe { std::ptr::copy_nonoverlapping(buf.add(r * nr), ct.add(r * ldc), nv) };
+                }
+            }
+        }
+    }
+}
+
+/// Packs `A[i0..i0+mc, p0..p0+kc]` into `ceil(mc/MR)` panels of `MR` rows:
+/// panel `q` holds, for each `p`, the `MR` values `A[i0+q*MR+r, p0+p]`;
+/// rows past `mc` are zero. Generic over the kernel so `MR` is a constant
+/// and the inner loops unroll.
+fn pack_a<K: MicroKernel>(a: &MatRef, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    let mr = K::MR;
+    let panels = mc.div_ceil(mr);
+    for q in 0..panels {
+        let rows = mr.min(mc - q * mr);
+        let panel = &mut dst[q * mr * kc..(q + 1) * mr * kc];
+        let base = (i0 + q * mr) * a.rs + p0 * a.cs;
+        if a.rs == 1 && rows == mr {
+            // Column-major A (e.g. a transposed row-major matrix): each
+            // step of k is `MR` consecutive floats.
+            for (p, out) in panel.chunks_exact_mut(mr).enumerate() {
+                let s = base + p * a.cs;
+                out.copy_from_slice(&a.data[s..s + mr]);
+            }
+        } else if a.cs == 1 && rows == mr {
+            // Row-major A: read the `MR` rows side by side, write each step
+            // of k as one contiguous group of `MR`.
+            let src = &a.data[base..base + (mr - 1) * a.rs + kc];
+            pack_rows_interleaved(src, a.rs, mr, kc, panel);
+        } else {
+            if rows < mr {
+                panel.fill(0.0);
+            }
+            for r in 0..rows {
+                let s = base + r * a.rs;
+                for p in 0..kc {
+                    panel[p * mr + r] = a.data[s + p * a.cs];
+                }
+            }
+        }
+    }
+}
+
+/// Interleaves `rows` rows of `src` (row `r` at `src[r*rs..r*rs+kc]`) into
+/// `dst[p*rows + r]`: the packed-panel layout, i.e. a transpose of a
+/// `rows x kc` block. On x86-64 it moves 4 x 4 blocks through SSE registers
+/// (SSE2 is baseline there); leftover rows and columns go one by one.
+fn pack_rows_interleaved(src: &[f32], rs: usize, rows: usize, kc: usize, dst: &mut [f32]) {
+    assert!(rows >= 1 && src.len() >= (rows - 1) * rs + kc && dst.len() >= rows * kc);
+    #[cfg(target_arch = "x86_64")]
+    let p_done = {
+        use std::arch::x86_64::*;
+        let (r4, p4) = (rows / 4 * 4, kc / 4 * 4);
+        for p in (0..p4).step_by(4) {
+            for g in (0..r4).step_by(4) {
+                // SAFETY: rows `g..g+4 <= rows` and columns `p..p+4 <= kc`
+                // of the block lie inside `src` (asserted above); the four
+                // destination groups `(p+j)*rows + g .. +4` lie inside `dst`
+                // (`(p+3)*rows + g + 4 <= kc*rows`). Unaligned SSE loads and
+                // stores need no alignment; SSE2 is part of x86-64.
+                unsafe {
+                    let s = src.as_ptr().add(g * rs + p);
+                    let x0 = _mm_loadu_ps(s);
+                    let x1 = _mm_loadu_ps(s.add(rs));
+                    let x2 = _mm_loadu_ps(s.add(2 * rs));
+                    let x3 = _mm_loadu_ps(s.add(3 * rs));
+                    // 4 x 4 transpose: t = row pairs interleaved, then halves.
+                    let t0 = _mm_unpacklo_ps(x0, x1);
+                    let t1 = _mm_unpacklo_ps(x2, x3);
+                    let t2 = _mm_unpackhi_ps(x0, x1);
+                    let t3 = _mm_unpackhi_ps(x2, x3);
+                    let d = dst.as_mut_ptr().add(p * rows + g);
+                    _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
+                    _mm_storeu_ps(d.add(rows), _mm_movehl_ps(t1, t0));
+                    _mm_storeu_ps(d.add(2 * rows), _mm_movelh_ps(t2, t3));
+                    _mm_storeu_ps(d.add(3 * rows), _mm_movehl_ps(t3, t2));
+                }
+            }
+        }
+        // Leftover rows, for the columns done above.
+        for p in 0..p4 {
+            for r in r4..rows {
+                dst[p * rows + r] = src[r * rs + p];
+            }
+        }
+        p4
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let p_done = 0;
+    for p in p_done..kc {
+        for r in 0..rows {
+            dst[p * rows + r] = src[r * rs + p];
+        }
+    }
+}
+
+/// Packs `B[p0..p0+kc, j0..j0+nc]` into `ceil(nc/NR)` panels of `NR`
+/// columns: panel `q` holds, for each `p`, the `NR` values
+/// `B[p0+p, j0+q*NR+j]`; columns past `nc` are zero.
+fn pack_b<K: MicroKernel>(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+    let nr = K::NR;
+    let panels = nc.div_ceil(nr);
+    let dst = &mut dst[..panels * nr * kc];
+    if b.cs == 1 {
+        // Row-major B: walk each row of the block once, left to right (the
+        // order the hardware prefetcher follows best), dealing `NR`-float
+        // pieces out to the panels.
+        let full = nc / nr;
+        let tail = nc - full * nr;
+        for p in 0..kc {
+            let s = (p0 + p) * b.rs + j0;
+            let row = &b.data[s..s + nc];
+            for (q, piece) in row.chunks_exact(nr).enumerate() {
+                dst[q * nr * kc + p * nr..][..nr].copy_from_slice(piece);
+            }
+            if tail > 0 {
+                let out = &mut dst[full * nr * kc + p * nr..][..nr];
+                out[..tail].copy_from_slice(&row[full * nr..]);
+                out[tail..].fill(0.0);
+            }
+        }
+        return;
+    }
+    for q in 0..panels {
+        let cols = nr.min(nc - q * nr);
+        let panel = &mut dst[q * nr * kc..(q + 1) * nr * kc];
+        let base = p0 * b.rs + (j0 + q * nr) * b.cs;
+        if b.rs == 1 && cols == nr {
+            // Column-major B: read the `NR` columns side by side.
+            let last = base + (nr - 1) * b.cs + kc;
+            let src = &b.data[base..last];
+            for (p, out) in panel.chunks_exact_mut(nr).enumerate() {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = src[j * b.cs + p];
+                }
+            }
+        } else {
+            for (p, out) in panel.chunks_exact_mut(nr).enumerate() {
+                let s = base + p * b.rs;
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = if j < cols { b.data[s + j * b.cs] } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// [`pack_b`] with a run-time panel width (the [`PackB`] impl of
+/// [`MatRef`], for callers outside the driver).
+fn pack_b_any(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+    let panels = nc.div_ceil(nr);
+    for q in 0..panels {
+        let cols = nr.min(nc - q * nr);
+        let panel = &mut dst[q * nr * kc..(q + 1) * nr * kc];
+        for (p, out) in panel.chunks_exact_mut(nr).enumerate() {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = if j < cols {
+                    b.data[(p0 + p) * b.rs + (j0 + q * nr + j) * b.cs]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// `k == 0`: the product is zero, only beta and the epilogue remain.
+///
+/// # Safety
+/// `c` points at an `m x n` block with stride `ldc` that only we access;
+/// bias lengths are at least `m` / `n`.
+unsafe fn epilogue_only(m: usize, n: usize, c: *mut f32, ldc: usize, opts: &GemmOpts) {
+    for i in 0..m {
+        // SAFETY: row `i < m` of the block has `n` valid floats.
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n) };
+        for (j, v) in row.iter_mut().enumerate() {
+            let mut x = if opts.accumulate { *v } else { 0.0 };
+            if let Some(br) = opts.bias_row {
+                x += br[i];
+            }
+            if let Some(bc) = opts.bias_col {
+                x += bc[j];
+            }
+            if opts.relu {
+                x = x.max(0.0);
+            }
+            *v = x;
+        }
+    }
 }
 
 #[cfg(test)]

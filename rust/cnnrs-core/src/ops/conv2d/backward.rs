@@ -56,11 +56,13 @@ pub(super) fn col2im(col: &[f32], gm: &Conv2dGeom, oh0: usize, oh1: usize, dx: &
     }
 }
 
-/// One image of one group: `dx [c_in_g, hw_in] = col2im(w^T [K, c_out_g] ·
-/// dy [c_out_g, hw_out])`. `dx` arrives zeroed.
+/// One image of one group: `dx [c_in_g, hw_in] = init + col2im(w^T [K, c_out_g] ·
+/// dy [c_out_g, hw_out])`, where `init` is `bias[c]` on channel `c` (zero
+/// without a bias). `dx` arrives zeroed.
 fn dx_one(
     w: &[f32],
     dy: &[f32],
+    bias: Option<&[f32]>,
     dx: &mut [f32],
     gm: &Conv2dGeom,
     tuning: &Tuning,
@@ -68,12 +70,22 @@ fn dx_one(
 ) -> Result<()> {
     let (k, hw, w_out) = (gm.col_rows(), gm.hw_out(), gm.w_out);
     let wt = MatRef::transposed(w, k, gm.c_out_g, k);
-    let opts = GemmOpts::default();
     if gm.is_pointwise() {
-        // col2im of a 1x1 stride-1 unpadded conv is the identity.
+        // col2im of a 1x1 stride-1 unpadded conv is the identity; the bias
+        // (one per row of dx) goes into the epilogue.
+        let opts = GemmOpts {
+            bias_row: bias,
+            ..GemmOpts::default()
+        };
         mm(wt, MatRef::row_major(dy, gm.c_out_g, hw, hw), dx, hw, &opts);
         return Ok(());
     }
+    if let Some(b) = bias {
+        for (plane, &bv) in dx.chunks_exact_mut(gm.hw_in()).zip(b) {
+            plane.fill(bv);
+        }
+    }
+    let opts = GemmOpts::default();
     let rows = tuning.panel_rows(gm);
     with_scratch(panel_len(gm, rows)?, |buf| {
         for oh0 in (0..gm.h_out).step_by(rows) {
@@ -89,10 +101,13 @@ fn dx_one(
 }
 
 /// `dx` `[n, c_in, h_in, w_in]` from `w` `[c_out, c_in_g, k_h, k_w]` and
-/// `dy` `[n, c_out, h_out, w_out]`.
-pub(super) fn grad_input(
+/// `dy` `[n, c_out, h_out, w_out]`. `bias` `[c_in]`, when given, is the
+/// starting value of each input channel: `conv_transpose2d` (whose forward
+/// this is) adds its bias that way instead of in a second pass.
+pub(crate) fn grad_input(
     w: &[f32],
     dy: &[f32],
+    bias: Option<&[f32]>,
     gm: &Conv2dGeom,
     tuning: &Tuning,
 ) -> Result<Tensor> {
@@ -109,6 +124,7 @@ pub(super) fn grad_input(
         dx_one(
             &w[g * w_chunk..(g + 1) * w_chunk],
             &dy[dy0..dy0 + dy_chunk],
+            bias.map(|b| &b[g * gm.c_in_g..(g + 1) * gm.c_in_g]),
             dx_t,
             gm,
             tuning,
@@ -212,7 +228,7 @@ const REDUCE_BLOCK: usize = 1 << 14;
 /// 0 accumulates straight into `dw`, chunk `c > 0` into its own partial
 /// buffer; then `dw += partial[1]; dw += partial[2]; ...` in that order. So the
 /// result is bit-identical from run to run for the same thread count.
-pub(super) fn grad_weight(
+pub(crate) fn grad_weight(
     x: &[f32],
     dy: &[f32],
     gm: &Conv2dGeom,
@@ -265,16 +281,16 @@ pub(super) fn grad_weight(
     Ok(dw)
 }
 
-/// `db[c] = sum over n, h, w of dy[n, c, h, w]`, accumulated in float64.
-pub(super) fn grad_bias(dy: &[f32], gm: &Conv2dGeom) -> Tensor {
-    let hw = gm.hw_out();
-    let mut acc = vec![0.0f64; gm.c_out];
-    if hw > 0 && gm.c_out > 0 {
-        for image in dy.chunks_exact(gm.c_out * hw) {
+/// The bias gradient: `db[c] = sum over n, h, w of dy[n, c, h, w]` for `dy`
+/// `[n, c, hw]`, accumulated in float64.
+pub(crate) fn channel_sums(dy: &[f32], c: usize, hw: usize) -> Tensor {
+    let mut acc = vec![0.0f64; c];
+    if hw > 0 && c > 0 {
+        for image in dy.chunks_exact(c * hw) {
             for (a, plane) in acc.iter_mut().zip(image.chunks_exact(hw)) {
                 *a += plane.iter().map(|&v| v as f64).sum::<f64>();
             }
         }
     }
-    Tensor::from_parts(vec![gm.c_out], acc.into_iter().map(|v| v as f32).collect())
+    Tensor::from_parts(vec![c], acc.into_iter().map(|v| v as f32).collect())
 }

@@ -138,7 +138,7 @@ fn conv_one(
 
 /// The whole forward pass: `x` `[n, c_in, h_in, w_in]`, `w`
 /// `[c_out, c_in_g, k_h, k_w]`, `b` `[c_out]`; returns `[n, c_out, h_out, w_out]`.
-pub(super) fn run(
+pub(crate) fn run(
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,

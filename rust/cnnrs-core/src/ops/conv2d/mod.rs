@@ -32,8 +32,10 @@ use crate::error::Result;
 use crate::tensor::{try_zeros, Tensor};
 use crate::{arg_err, shape_err};
 
-mod backward;
-mod forward;
+// The kernels are crate-visible: `conv_transpose2d` runs them on the dual
+// geometry (its forward is this op's input gradient, and so on).
+pub(crate) mod backward;
+pub(crate) mod forward;
 pub mod params;
 pub mod reference;
 #[cfg(test)]
@@ -130,7 +132,7 @@ const SCRATCH_KEEP: usize = 1 << 22;
 ///
 /// # Errors
 /// `OutOfMemory` when the buffer cannot grow; whatever `f` returns.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> Result<R>) -> Result<R> {
     // Take the buffer out, so a nested call (none today) would get its own.
     let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     if buf.len() < len {
@@ -211,7 +213,7 @@ pub(crate) fn backward_tuned(
     let (xd, wd, gd) = (x.data(), w.data(), grad_out.data());
     Ok(Conv2dGrads {
         input: if needs.input {
-            Some(backward::grad_input(wd, gd, &gm, tuning)?)
+            Some(backward::grad_input(wd, gd, None, &gm, tuning)?)
         } else {
             None
         },
@@ -221,7 +223,7 @@ pub(crate) fn backward_tuned(
             None
         },
         bias: if needs.bias {
-            Some(backward::grad_bias(gd, &gm))
+            Some(backward::channel_sums(gd, gm.c_out, gm.hw_out()))
         } else {
             None
         },

@@ -381,8 +381,14 @@ impl Conv2dGeom {
 
     /// A 1x1 kernel with stride 1 and no padding: the input of each group
     /// already is the column matrix (dilation is irrelevant for 1x1).
+    ///
+    /// The extent check is implied for a geometry from [`Conv2dGeom::new`];
+    /// it matters for the dual geometry of a transposed convolution with
+    /// `output_padding`, whose last rows/columns the 1x1 kernel never reads.
     pub fn is_pointwise(&self) -> bool {
-        self.k_h == 1
+        self.h_in == self.h_out
+            && self.w_in == self.w_out
+            && self.k_h == 1
             && self.k_w == 1
             && self.stride_h == 1
             && self.stride_w == 1
