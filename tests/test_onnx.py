@@ -327,6 +327,123 @@ def test_training_mode_is_restored_per_module(tmp_path):
     assert net.training and not net[0].training and net[1].training
 
 
+CONVT_CASES = [  # c_in, c_out, kernel, stride, padding, output_padding, dilation, groups
+    (4, 6, 3, 1, 0, 0, 1, 1),
+    (4, 6, 2, 2, 0, 0, 1, 1),          # the U-Net's up-convolution
+    (4, 6, 3, 2, 1, 1, 1, 2),
+    (4, 4, 3, 2, (1, 0), (0, 1), (2, 1), 4),
+    (3, 6, (2, 3), (3, 2), (1, 1), (2, 1), 1, 3),
+]
+
+
+@pytest.mark.parametrize("case", CONVT_CASES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_transpose2d_variants(case, bias, tmp_path):
+    cin, cout, k, s, p, op, d, g = case
+    rng = np.random.default_rng(10)
+    kk = (k, k) if isinstance(k, int) else k
+    w = cnnrs.tensor(rng.standard_normal((cin, cout // g) + kk))
+    b = cnnrs.tensor(rng.standard_normal(cout)) if bias else None
+    _op_case(lambda x: F.conv_transpose2d(x, w, b, s, p, op, g, d), (2, cin, 5, 6), tmp_path)
+
+
+INTERP_ARGS = [
+    dict(scale_factor=2), dict(scale_factor=3), dict(scale_factor=0.5),
+    dict(scale_factor=(1.5, 2.5)), dict(scale_factor=1.7), dict(scale_factor=2.01),
+    dict(scale_factor=0.3), dict(size=(14, 9)), dict(size=(3, 4)), dict(size=(7, 8)),
+    dict(size=1), dict(size=(13, 17)), dict(scale_factor=1.7, recompute_scale_factor=True),
+    dict(scale_factor=0.7, recompute_scale_factor=True),
+]
+
+
+@pytest.mark.parametrize("kw", INTERP_ARGS, ids=[str(a) for a in INTERP_ARGS])
+@pytest.mark.parametrize("mode,align_corners", [("nearest", None), ("bilinear", False),
+                                                ("bilinear", True), ("bicubic", False),
+                                                ("bicubic", True)])
+def test_interpolate_variants(kw, mode, align_corners, tmp_path):
+    # Resize: nearest = asymmetric + floor, bilinear/bicubic = half_pixel or
+    # align_corners, cubic A = -0.75; sizes (dynamic batch via Shape) unless
+    # the coordinates must be mapped with 1/scale_factor.
+    fn = Fn(lambda x: F.interpolate(x, mode=mode, align_corners=align_corners, **kw))
+    diffs = _export_compare(fn, (1, 3, 7, 8), tmp_path, batches=(3,))
+    assert max(diffs) <= TOL, diffs
+
+
+def test_interpolate_that_keeps_the_size_but_resamples_is_unsupported(tmp_path):
+    # PyTorch's bicubic with scale_factor 1.1 on 7x8 keeps 7x8 and moves the
+    # samples; ONNX Runtime copies such a resize.
+    fn = Fn(lambda x: F.interpolate(x, scale_factor=1.1, mode="bicubic"))
+    with pytest.raises(NotImplementedError, match="'interpolate'.*keeps the size"):
+        cnnrs.onnx.export(fn, np.zeros((1, 1, 7, 8), np.float32), str(tmp_path / "i.onnx"))
+
+
+def test_upsample_and_conv_transpose_layers(tmp_path):
+    net = nn.Sequential(nn.ConvTranspose2d(3, 4, 2, stride=2), nn.ReLU(),
+                        nn.Upsample(scale_factor=2, mode="bilinear"),
+                        nn.Upsample(size=(11, 13), mode="nearest"))
+    assert max(_export_compare(net, (1, 3, 4, 5), tmp_path, batches=(2,))) <= TOL
+
+
+@pytest.mark.parametrize("dim", [1, -1, 0])
+def test_cat(dim, tmp_path):
+    _op_case(lambda x: cnnrs.cat([x, x * 2.0, F.relu(x)], dim=dim), (2, 3, 4, 4), tmp_path)
+
+
+def test_cat_with_a_constant(tmp_path):
+    c = cnnrs.tensor(np.random.default_rng(11).standard_normal((1, 2, 5, 5)))
+    _op_case(lambda x: cnnrs.cat([x, c], dim=1), (1, 3, 5, 5), tmp_path, dynamic_batch=False)
+
+
+PAD_CASES = [((1, 1), "constant"), ((1, 2, 3, 4), "constant"), ((0, 0, 2, 0), "reflect"),
+             ((1, 2, 3, 4), "reflect"), ((1, 2, 3, 4), "replicate"), ((2, 0), "replicate"),
+             ((-1, 2), "constant"), ((-1, -2, 1, -1), "constant"), ((2, -1, 0, 0), "constant")]
+
+
+@pytest.mark.parametrize("pads,mode", PAD_CASES)
+def test_pad(pads, mode, tmp_path):
+    _op_case(lambda x: F.pad(x, pads, mode), (2, 3, 5, 6), tmp_path)
+    if mode == "constant":  # negative pads crop (a Slice), then the fill value
+        _op_case(lambda x: F.pad(x, pads, value=1.5), (2, 3, 5, 6), tmp_path)
+
+
+def test_pad_3d_input(tmp_path):
+    _op_case(lambda x: F.pad(x, (2, 1), "reflect"), (2, 3, 5), tmp_path)
+
+
+@pytest.mark.parametrize("size", [(3, 4), 2, (5, 6), (4, 3)])
+def test_center_crop(size, tmp_path):
+    _op_case(lambda x: F.center_crop(x, size), (2, 3, 5, 6), tmp_path)
+
+
+class TinyUNet(nn.Module):
+    """A two-level U-Net made of every op the U-Net uses (valid convolutions,
+    max pooling, up-convolution, centre-cropped skip, concatenation), for the
+    exporter's sake; the model zoo's U-Net is tested above when present."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(1, c, 3), nn.BatchNorm2d(c), nn.ReLU(),
+                                  nn.Conv2d(c, c, 3), nn.ReLU())
+        self.pool = nn.MaxPool2d(2)
+        self.bottom = nn.Sequential(nn.Conv2d(c, 2 * c, 3), nn.ReLU())
+        self.up = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
+        self.fuse = nn.Sequential(nn.Conv2d(2 * c, c, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(c, 2, 1)
+
+    def forward(self, x):
+        skip = self.down(x)
+        y = self.up(self.bottom(self.pool(skip)))
+        y = cnnrs.cat([F.center_crop(skip, y.shape[-2:]), y], dim=1)
+        y = F.interpolate(self.head(self.fuse(y)), size=x.shape[-2:], mode="bilinear")
+        return y + F.pad(y, (1, -1))  # shifted right by one column
+
+
+def test_tiny_unet(tmp_path):
+    model = TinyUNet()
+    _randomize_bn(model, np.random.default_rng(12))
+    assert max(_export_compare(model, (1, 1, 20, 22), tmp_path, batches=(2,))) <= TOL
+
+
 # --- what cannot be exported ------------------------------------------------------
 
 def _unsupported_cases():

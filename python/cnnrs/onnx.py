@@ -33,6 +33,7 @@ __all__ = ["export"]
 _LOCK = threading.Lock()
 
 # Functions of ``_native`` that are not tensor ops: left alone while tracing.
+# (Other functions that take no Var, e.g. CPU probes, pass through too.)
 _NOT_OPS = {"Var", "Sgd", "Adam", "set_grad_enabled", "is_grad_enabled", "set_num_threads",
             "get_num_threads", "manual_seed"}
 
@@ -452,6 +453,19 @@ def _center_crop(g: _Graph, out, x, size):
     g.bind(out, _slice(g, g.name(x), [top, left], [top + oh, left + ow], [-2, -1]))
 
 
+def _resize_axis_plan(mode: str, n_in: int, n_out: int, factor: Optional[float],
+                      recompute: Optional[bool], align_corners: Optional[bool]) -> bool:
+    """True when cnnrs maps this axis's coordinates with ``in / out`` (what
+    ONNX Resize does when given sizes), False when with ``1 / scale_factor``."""
+    if factor is None or recompute or align_corners:
+        return True
+    if mode == "nearest" and n_out in (n_in, 2 * n_in):  # PyTorch's special cases
+        return True
+    if mode == "bilinear" and n_out == n_in:
+        return True
+    return 1.0 / float(factor) == n_in / n_out
+
+
 def _interpolate(g: _Graph, out, x, size, scale_factor, mode, align_corners,
                  recompute_scale_factor):
     h, w = x.shape[2], x.shape[3]
@@ -469,25 +483,34 @@ def _interpolate(g: _Graph, out, x, size, scale_factor, mode, align_corners,
             attrs.update(cubic_coeff_a=-0.75, exclude_outside=0)
     else:
         raise _unsupported("interpolate", f"mode {mode!r}")
-    use_scales = (scale_factor is not None and not recompute_scale_factor
-                  and not align_corners)
-    if use_scales:
-        sh, sw = (np.float32(s) for s in scale_factor)
-        # PyTorch maps coordinates with the given factor; ONNX does too when
-        # given `scales`, provided its floor(in * scale) is the same size.
-        use_scales = (math.floor(np.float32(h) * sh) == oh
-                      and math.floor(np.float32(w) * sw) == ow)
-    if use_scales:
-        scales = g.const(np.array([1.0, 1.0, sh, sw], dtype=np.float32), "scales")
-        g.emit(out, "Resize", [g.name(x), "", scales], **attrs)
+    factors = (None, None) if scale_factor is None else tuple(scale_factor)
+    by_size = [_resize_axis_plan(mode, n, o, f, recompute_scale_factor, align_corners)
+               for n, o, f in zip((h, w), (oh, ow), factors)]
+    if all(by_size):
+        if g.dynamic_batch:
+            (shape,) = g.node("Shape", [g.name(x)])
+            nc = _slice(g, shape, [0], [2], [0])
+            (sizes,) = g.node("Concat", [nc, g.ints([oh, ow], "size")], axis=0)
+        else:
+            sizes = g.ints(list(out.shape), "sizes")
+        g.emit(out, "Resize", [g.name(x), "", "", sizes], **attrs)
         return
-    if g.dynamic_batch:
-        (shape,) = g.node("Shape", [g.name(x)])
-        nc = _slice(g, shape, [0], [2], [0])
-        (sizes,) = g.node("Concat", [nc, g.ints([oh, ow], "size")], axis=0)
-    else:
-        sizes = g.ints(list(out.shape), "sizes")
-    g.emit(out, "Resize", [g.name(x), "", "", sizes], **attrs)
+    if (oh, ow) == (h, w):
+        # ONNX Runtime copies when the size does not change; cnnrs (as
+        # PyTorch) still resamples with 1/scale_factor here.
+        raise _unsupported("interpolate", f"{mode} with scale_factor {scale_factor} keeps the "
+                           "size but moves the samples; ONNX Runtime would copy")
+    # cnnrs maps with 1/scale_factor: give ONNX the scales (for an axis that
+    # maps with in/out, the scale ONNX would derive from sizes, out/in).
+    scales = [np.float32(o / n) if s else np.float32(f)
+              for n, o, f, s in zip((h, w), (oh, ow), factors, by_size)]
+    if any(math.floor(np.float32(n) * sc) != o for n, o, sc in zip((h, w), (oh, ow), scales)):
+        raise _unsupported("interpolate", f"scale_factor {scale_factor} gives a different "
+                           "output size in float32 (ONNX) than in float64; pass size= or "
+                           "recompute_scale_factor=True")
+    g.emit(out, "Resize", [g.name(x), "", g.const(np.array([1.0, 1.0, *scales],
+                                                         dtype=np.float32), "scales")],
+           **attrs)
 
 
 _CONVERTERS: Dict[str, Callable] = {
@@ -523,12 +546,17 @@ _CONVERTERS: Dict[str, Callable] = {
 
 # --- tracing --------------------------------------------------------------------
 
+def _has_var(values) -> bool:
+    return any(isinstance(v, _native.Var) or (isinstance(v, (list, tuple)) and _has_var(v))
+               for v in values)
+
+
 def _wrap_native(g: _Graph, name: str, fn: Callable) -> Callable:
     convert = _CONVERTERS.get(name)
 
     def traced(*args, **kwargs):
-        if threading.get_ident() != g.thread:
-            return fn(*args, **kwargs)
+        if threading.get_ident() != g.thread or not _has_var([*args, *kwargs.values()]):
+            return fn(*args, **kwargs)  # another thread, or not a tensor op (e.g. a probe)
         if convert is None:
             raise _unsupported(name, "no ONNX converter")
         out = fn(*args, **kwargs)
