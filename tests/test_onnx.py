@@ -35,16 +35,23 @@ class Fn(nn.Module):
         return self.fn(*xs)
 
 
-def _randomize_bn(model, rng):
-    # Default statistics (mean 0, var 1, weight 1, bias 0) make batch norm
-    # almost the identity, which would hide a wrong mapping.
+def _calibrate_bn(model, shape, rng, batches=3, batch_size=8):
+    """Random affine batch-norm parameters, and running statistics measured
+    on random inputs (a cumulative average, as after training). Default
+    statistics (mean 0, var 1, weight 1, bias 0) would make batch norm almost
+    the identity, hiding a wrong mapping, and let deep residual nets grow
+    their activations to ~1e4, where 1e-4 is below float32's resolution."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             c = m.num_features
             m.weight._v.set_value(rng.uniform(0.5, 1.5, c).astype(np.float32))
             m.bias._v.set_value(rng.normal(0, 0.1, c).astype(np.float32))
-            m.running_mean._v.set_value(rng.normal(0, 0.1, c).astype(np.float32))
-            m.running_var._v.set_value(rng.uniform(0.5, 2.0, c).astype(np.float32))
+            m.momentum = None
+    model.train()
+    with cnnrs.no_grad():
+        for _ in range(batches):
+            model(cnnrs.tensor(rng.standard_normal((batch_size,) + tuple(shape[1:]))))
+    model.eval()
 
 
 def _session(path):
@@ -91,14 +98,45 @@ ZOO = [
 @pytest.mark.parametrize("name,build,shape", ZOO, ids=[z[0] for z in ZOO])
 def test_model_zoo_matches_onnxruntime(name, build, shape, tmp_path):
     model = build()
-    _randomize_bn(model, np.random.default_rng(1))
+    _calibrate_bn(model, shape, np.random.default_rng(1))
     diffs = _export_compare(model, shape, tmp_path, batches=(2,))
     assert max(diffs) <= TOL, f"{name}: max abs differences {diffs}"
 
 
+# Input shapes for the rest of cnnrs.models.MODELS (small, to stay fast).
+ZOO_SHAPES = {"resnet34": (1, 3, 64, 64), "resnet50": (1, 3, 64, 64),
+              "resnet101": (1, 3, 64, 64), "resnet152": (1, 3, 64, 64)}
+ZOO_SLOW = {"resnet101", "resnet152"}  # 170-240 MB of weights each
+
+
+def _zoo_params():
+    out = []
+    for build in sorted(set(models.MODELS.values()), key=lambda b: b.__name__):
+        if build.__name__ in {z[0] for z in ZOO}:
+            continue
+        marks = [pytest.mark.slow] if build.__name__ in ZOO_SLOW else []
+        out.append(pytest.param(build, id=build.__name__, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("build", _zoo_params())
+def test_every_other_model_in_the_zoo(build, tmp_path):
+    kwargs = {"num_classes": 10} if "num_classes" in build.__code__.co_varnames else {}
+    model = build(**kwargs)
+    shape = ZOO_SHAPES.get(build.__name__, (1, 3, 32, 32))
+    _calibrate_bn(model, shape, np.random.default_rng(1))
+    diffs = _export_compare(model, shape, tmp_path, batches=(2,))
+    # The bottleneck ResNets amplify float32 rounding (batch norms of
+    # near-dead channels): ONNX Runtime with and without its graph
+    # optimizations differs from itself by ~1e-4 on resnet101, so these get
+    # a tolerance relative to the output's size as well.
+    scale = float(np.abs(_reference(model, np.ones(shape, np.float32))).max())
+    assert max(diffs) <= TOL + 1e-3 * scale, diffs
+
+
 def test_initializers_are_named_by_state_dict_keys(tmp_path):
     model = models.resnet18(num_classes=10)
-    _randomize_bn(model, np.random.default_rng(2))
+    _calibrate_bn(model, (1, 3, 32, 32), np.random.default_rng(2))
     proto = cnnrs.onnx.export(model, np.zeros((1, 3, 32, 32), np.float32),
                               str(tmp_path / "r.onnx"))
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
@@ -440,7 +478,7 @@ class TinyUNet(nn.Module):
 
 def test_tiny_unet(tmp_path):
     model = TinyUNet()
-    _randomize_bn(model, np.random.default_rng(12))
+    _calibrate_bn(model, (1, 1, 20, 22), np.random.default_rng(12))
     assert max(_export_compare(model, (1, 1, 20, 22), tmp_path, batches=(2,))) <= TOL
 
 
