@@ -31,13 +31,26 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 def save(state_dict: Mapping[str, Any], path: str,
          metadata: Optional[Dict[str, str]] = None) -> None:
-    """Writes ``name -> Tensor/array`` to ``path`` in safetensors format.
+    """Writes ``name -> Tensor/array`` to ``path`` in safetensors format
+    (also ``cnnrs.save``; ``Module.save`` writes a module's state_dict).
 
     Float tensors are stored as F32; integer numpy arrays keep their type
-    (I64, ...). The write is atomic: a crash never leaves a half file.
+    (I64, ...). The data are laid out in the dict's order, contiguous, after
+    a header padded to 8 bytes, which ``safetensors.torch.load_file`` reads.
+    The write is atomic (temporary file in the same folder, fsync, rename):
+    a crash never leaves a half file, and a replaced file keeps its mode.
+
+    Args:
+        state_dict: ``str`` keys to Tensors or numeric arrays.
+        path: destination file.
+        metadata: optional ``str -> str`` pairs stored as ``"__metadata__"``.
 
     Raises:
         TypeError: for non-string keys or non-numeric values.
+        OSError: the folder is not writable.
+
+    Example:
+        >>> cnnrs.save(model.state_dict(), "model.safetensors")
     """
     header: Dict[str, Any] = {}
     if metadata:
@@ -117,14 +130,27 @@ def _first_offset(info: Any) -> int:
 
 
 def load(path: str, as_numpy: bool = False) -> "OrderedDict[str, Any]":
-    """Reads a safetensors file into an ordered ``name -> Tensor`` dict.
+    """Reads a safetensors file into an ordered ``name -> Tensor`` dict (also
+    ``cnnrs.load``; ``Module.load`` loads one into a module).
 
-    Float data become float32 :class:`cnnrs.Tensor` (or numpy arrays with
-    ``as_numpy=True``); integer data stay int64/... numpy arrays.
+    Float data (F32, F16, BF16, F64) become float32 :class:`cnnrs.Tensor`
+    (or numpy arrays with ``as_numpy=True``); integer and bool data stay
+    numpy arrays of their type (``num_batches_tracked`` is int64). Files from
+    ``safetensors.torch.save_file`` load as they are.
+
+    Args:
+        path: the file.
+        as_numpy: return float data as numpy arrays instead of Tensors.
 
     Raises:
         ValueError: naming the file and the reason when it is truncated,
-            corrupt or not safetensors. Nothing in the file is ever executed.
+            corrupt or not safetensors (a pickle or ``torch.save`` zip is
+            refused, never unpickled). Nothing in the file is ever executed.
+        OSError: the file cannot be read.
+
+    Example:
+        >>> sd = cnnrs.load("model.safetensors")
+        >>> model.load_state_dict(sd)
     """
     with open(path, "rb") as f:
         raw = f.read()
