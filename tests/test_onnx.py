@@ -507,6 +507,16 @@ def test_unsupported_ops_raise_not_implemented(op, fn, tmp_path):
     assert not (tmp_path / "u.onnx").exists()
 
 
+def test_values_computed_from_constants_may_be_read(tmp_path):
+    c = cnnrs.tensor([1.0, 2.0, 3.0])
+
+    def forward(x):
+        k = float((c * 2.0).sum().item())  # no input involved: fine to read
+        return x * k
+
+    _op_case(forward, (2, 3), tmp_path)
+
+
 def test_batch_norm_without_running_stats_is_unsupported(tmp_path):
     bn = nn.BatchNorm2d(3, track_running_stats=False)
     with pytest.raises(NotImplementedError, match="'batch_norm'.*batch statistics"):

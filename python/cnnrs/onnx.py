@@ -71,7 +71,7 @@ class _Graph:
         self.nodes: List[Any] = []
         self.inits: Dict[str, np.ndarray] = {}
         self.names: Dict[int, str] = {}      # id(Var) -> ONNX value name
-        self.traced: set = set()             # ids of values derived from the inputs
+        self.traced: set = set()             # ids of values that depend on the inputs
         self.keep: List[Any] = []            # keeps traced Vars alive so ids stay unique
         self.param_names: Dict[int, str] = {}
         self.const_names: Dict[int, str] = {}
@@ -551,6 +551,11 @@ def _has_var(values) -> bool:
                for v in values)
 
 
+def _depends_on_input(g: _Graph, values) -> bool:
+    return any(id(v) in g.traced or (isinstance(v, (list, tuple)) and _depends_on_input(g, v))
+               for v in values)
+
+
 def _wrap_native(g: _Graph, name: str, fn: Callable) -> Callable:
     convert = _CONVERTERS.get(name)
 
@@ -561,6 +566,10 @@ def _wrap_native(g: _Graph, name: str, fn: Callable) -> Callable:
             raise _unsupported(name, "no ONNX converter")
         out = fn(*args, **kwargs)
         convert(g, out, *args, **kwargs)
+        if not _depends_on_input(g, [*args, *kwargs.values()]):
+            # computed from constants only: its values may be read in forward
+            for o in (out if isinstance(out, tuple) else (out,)):
+                g.traced.discard(id(o))
         return out
 
     return traced
