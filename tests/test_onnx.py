@@ -101,6 +101,9 @@ def test_model_zoo_matches_onnxruntime(name, build, shape, tmp_path):
     _calibrate_bn(model, shape, np.random.default_rng(1))
     diffs = _export_compare(model, shape, tmp_path, batches=(2,))
     assert max(diffs) <= TOL, f"{name}: max abs differences {diffs}"
+    # and relative to the outputs' size (alexnet's logits are ~0.01 at init)
+    scale = float(np.abs(_reference(model, np.ones(shape, np.float32))).max())
+    assert max(diffs) <= 1e-4 * scale, f"{name}: {diffs} against outputs of size {scale}"
 
 
 # Input shapes for the rest of cnnrs.models.MODELS (small, to stay fast).
@@ -126,12 +129,15 @@ def test_every_other_model_in_the_zoo(build, tmp_path):
     shape = ZOO_SHAPES.get(build.__name__, (1, 3, 32, 32))
     _calibrate_bn(model, shape, np.random.default_rng(1))
     diffs = _export_compare(model, shape, tmp_path, batches=(2,))
-    # The bottleneck ResNets amplify float32 rounding (batch norms of
-    # near-dead channels): ONNX Runtime with and without its graph
-    # optimizations differs from itself by ~1e-4 on resnet101, so these get
-    # a tolerance relative to the output's size as well.
-    scale = float(np.abs(_reference(model, np.ones(shape, np.float32))).max())
-    assert max(diffs) <= TOL + 1e-3 * scale, diffs
+    # The deep bottleneck ResNets amplify float32 rounding (batch norms of
+    # near-dead channels after calibration on noise): moving the input by one
+    # ulp moves resnet152's output by ~8e-4, and ONNX Runtime with and
+    # without its graph optimizations differs from itself by ~7e-4. So these
+    # get that measured sensitivity on top of the 1e-4.
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ulp = float(np.abs(_reference(model, x) - _reference(model, x * np.float32(1 + 2**-23)))
+                .max())
+    assert max(diffs) <= TOL + 4 * ulp, (diffs, ulp)
 
 
 def test_initializers_are_named_by_state_dict_keys(tmp_path):
