@@ -122,3 +122,38 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
     current().install(f)
 }
+
+/// Elements below which an elementwise pass stays on the calling thread (a
+/// pool hand-off costs a few microseconds; 64K floats take about that long).
+pub const ELEMENTWISE_MIN: usize = 1 << 16;
+
+/// Runs `f(offset, chunk)` over `out` in chunks of [`ELEMENTWISE_MIN`]
+/// elements, in parallel on the pool when `out` is large enough. `offset` is
+/// the index of the chunk's first element, so `f` can read matching inputs.
+pub fn for_each_chunk_mut(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    use rayon::prelude::*;
+    if out.len() < 2 * ELEMENTWISE_MIN || get_num_threads() <= 1 {
+        f(0, out);
+        return;
+    }
+    install(|| {
+        out.par_chunks_mut(ELEMENTWISE_MIN)
+            .enumerate()
+            .for_each(|(i, c)| f(i * ELEMENTWISE_MIN, c));
+    });
+}
+
+/// A new vector of `len` values computed chunk by chunk by `f(offset, chunk)`
+/// (see [`for_each_chunk_mut`]); `f` must write every element.
+pub fn map_new(len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: f32 has no invalid bit patterns and `f` overwrites every element
+    // before anything reads it (contract above); this skips zero-filling a
+    // buffer that is about to be overwritten.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        out.set_len(len)
+    };
+    for_each_chunk_mut(&mut out, f);
+    out
+}

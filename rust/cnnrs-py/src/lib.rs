@@ -57,8 +57,34 @@ pub(crate) fn compute<T: Send>(
     }
 }
 
+/// glibc serves allocations above its mmap threshold (dynamic, at most
+/// 32 MiB) with a fresh mmap and returns them with munmap, so every large
+/// activation costs page faults on each call; measured here, an elementwise
+/// op on an 8 MiB tensor ran 2.3x faster with the threshold raised. Raise it
+/// (and the trim threshold) once at import, unless `CNNRS_MALLOPT=0`.
+/// Freed memory then stays with the process for reuse, like a caching
+/// allocator.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() -> bool {
+    if std::env::var("CNNRS_MALLOPT").is_ok_and(|v| v.trim() == "0") {
+        return false;
+    }
+    // SAFETY: mallopt only changes allocator parameters; it is safe to call
+    // at any time (glibc takes its own lock).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20) == 1
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() -> bool {
+    false
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("ALLOCATOR_TUNED", tune_allocator())?;
     m.add_class::<PyVar>()?;
     ops::register(m)?;
     bench::register(m)?;

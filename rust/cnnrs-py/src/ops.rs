@@ -101,6 +101,18 @@ fn is_grad_enabled() -> bool {
     autograd::is_grad_enabled()
 }
 
+/// Per-op timing of backward passes (see `backward_profile`).
+#[pyfunction]
+fn set_backward_profiling(on: bool) {
+    autograd::set_backward_profiling(on)
+}
+
+/// `[(op name, calls, seconds)]` recorded while profiling, slowest first.
+#[pyfunction]
+fn backward_profile() -> Vec<(&'static str, u64, f64)> {
+    autograd::backward_profile()
+}
+
 #[pyfunction]
 fn set_num_threads(n: usize) {
     cnnrs_core::parallel::set_num_threads(n)
@@ -125,6 +137,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_grad_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(is_grad_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_backward_profiling, m)?)?;
+    m.add_function(wrap_pyfunction!(backward_profile, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     Ok(())
 }

@@ -22,6 +22,37 @@ thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
 }
 
+static PROFILE_ON: AtomicBool = AtomicBool::new(false);
+static PROFILE: Mutex<Vec<(&'static str, u64, f64)>> = Mutex::new(Vec::new());
+
+/// Turns per-op backward timing on or off (off by default; one clock read
+/// per node when on). Turning it on clears earlier figures.
+pub fn set_backward_profiling(on: bool) {
+    if on {
+        PROFILE.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+    PROFILE_ON.store(on, Ordering::Relaxed);
+}
+
+/// `(op name, calls, seconds)` of the backward passes run while profiling,
+/// slowest first.
+pub fn backward_profile() -> Vec<(&'static str, u64, f64)> {
+    let mut v = PROFILE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2));
+    v
+}
+
+fn record_profile(name: &'static str, secs: f64) {
+    let mut p = PROFILE.lock().unwrap_or_else(|p| p.into_inner());
+    match p.iter_mut().find(|e| e.0 == name) {
+        Some(e) => {
+            e.1 += 1;
+            e.2 += secs;
+        }
+        None => p.push((name, 1, secs)),
+    }
+}
+
 /// Whether ops called from this thread record a graph.
 pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
@@ -134,12 +165,23 @@ impl Var {
     /// The result of an op. Records `op` only if grad mode is on and some
     /// input requires a gradient; otherwise returns a plain leaf.
     pub fn from_op(value: Tensor, op: impl Backward + 'static, inputs: Vec<Var>) -> Self {
+        Self::from_op_arc(Arc::new(value), op, inputs)
+    }
+
+    /// [`Var::from_op`] for a value the op also keeps for its backward (an
+    /// output it saves, e.g. ReLU's): both share one buffer, no copy.
+    pub fn from_op_arc(value: Arc<Tensor>, op: impl Backward + 'static, inputs: Vec<Var>) -> Self {
         let record = is_grad_enabled() && inputs.iter().any(|v| v.requires_grad());
         if !record {
-            return Self::leaf(value, false);
+            return Self(Arc::new(VarInner {
+                value: RwLock::new(value),
+                grad: Mutex::new(None),
+                requires_grad: AtomicBool::new(false),
+                node: None,
+            }));
         }
         Self(Arc::new(VarInner {
-            value: RwLock::new(Arc::new(value)),
+            value: RwLock::new(value),
             grad: Mutex::new(None),
             requires_grad: AtomicBool::new(true),
             node: Some(Node {
@@ -331,7 +373,13 @@ impl Var {
                 continue;
             };
             let needs: Vec<bool> = node.inputs.iter().map(|v| v.requires_grad()).collect();
+            let started = PROFILE_ON
+                .load(Ordering::Relaxed)
+                .then(std::time::Instant::now);
             let in_grads = node.op.backward(&g, &node.inputs, &needs)?;
+            if let Some(t) = started {
+                record_profile(node.op.name(), t.elapsed().as_secs_f64());
+            }
             drop(g);
             for ((input, ig), need) in node.inputs.iter().zip(in_grads).zip(needs) {
                 let (Some(ig), true) = (ig, need) else {
@@ -377,9 +425,12 @@ impl Var {
 }
 
 fn add_into(acc: &mut Tensor, g: &Tensor) {
-    for (a, b) in acc.data_mut().iter_mut().zip(g.data()) {
-        *a += b;
-    }
+    let gd = g.data();
+    crate::parallel::for_each_chunk_mut(acc.data_mut(), |off, chunk| {
+        for (a, b) in chunk.iter_mut().zip(&gd[off..]) {
+            *a += b;
+        }
+    });
 }
 
 fn accumulate_leaf(var: &Var, g: Tensor) -> Result<()> {

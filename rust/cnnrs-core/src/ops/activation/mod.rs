@@ -57,5 +57,5 @@ pub fn relu(x: &Var) -> Var {
         return Var::leaf(y, false);
     }
     let y = Arc::new(y);
-    Var::from_op((*y).clone(), ReluBackward { y: y.clone() }, vec![x.clone()])
+    Var::from_op_arc(y.clone(), ReluBackward { y }, vec![x.clone()])
 }

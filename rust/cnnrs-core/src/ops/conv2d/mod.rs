@@ -307,13 +307,9 @@ fn conv2d_impl(x: &Var, w: &Var, b: Option<&Var>, p: &Conv2dParams, relu: bool) 
     if !Var::any_requires_grad(&refs) {
         return Ok(Var::leaf(y, false));
     }
-    let (y, relu_out) = if relu {
-        let y = Arc::new(y);
-        ((*y).clone(), Some(y))
-    } else {
-        (y, None)
-    };
-    Ok(Var::from_op(
+    let y = Arc::new(y);
+    let relu_out = relu.then(|| y.clone());
+    Ok(Var::from_op_arc(
         y,
         Conv2dBackward {
             x: xv,

@@ -146,8 +146,8 @@ fn softmax_var(x: &Var, dim: i64, log: bool) -> Result<Var> {
         return Ok(Var::leaf(y, false));
     }
     let y = Arc::new(y);
-    Ok(Var::from_op(
-        (*y).clone(),
+    Ok(Var::from_op_arc(
+        y.clone(),
         SoftmaxBackward { y, dim: d, log },
         vec![x.clone()],
     ))

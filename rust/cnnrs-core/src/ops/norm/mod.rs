@@ -61,35 +61,46 @@ fn check_vec(name: &str, v: Option<&Tensor>, c: usize, xs: &[usize]) -> Result<(
     Ok(())
 }
 
-/// Per-channel mean and biased variance (f64 accumulation, two passes).
-fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
-    let stat = |ch: usize| {
-        let m = (n * hw) as f64;
-        let mut s = 0.0f64;
-        for i in 0..n {
-            s += x[(i * c + ch) * hw..(i * c + ch + 1) * hw]
-                .iter()
-                .map(|&v| v as f64)
-                .sum::<f64>();
-        }
-        let mean = s / m;
-        let mut q = 0.0f64;
-        for i in 0..n {
-            q += x[(i * c + ch) * hw..(i * c + ch + 1) * hw]
-                .iter()
-                .map(|&v| {
-                    let d = v as f64 - mean;
-                    d * d
-                })
-                .sum::<f64>();
-        }
-        (mean, q / m)
-    };
-    if n * c * hw >= 1 << 15 {
-        crate::parallel::install(|| (0..c).into_par_iter().map(stat).collect())
+/// Runs `f` on every `(n, c)` plane (index, data) in parallel when large,
+/// collecting the results in plane order (so reductions over them are in a
+/// fixed order whatever the thread count).
+fn per_plane<T: Send>(len: usize, hw: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    let planes = len.checked_div(hw).unwrap_or(0);
+    if len >= 1 << 15 {
+        crate::parallel::install(|| (0..planes).into_par_iter().map(&f).collect())
     } else {
-        (0..c).map(stat).collect()
+        (0..planes).map(f).collect()
     }
+}
+
+/// Per-channel mean and biased variance: each plane's mean and sum of
+/// squared deviations (two passes, f64), merged per channel in plane order
+/// with Chan et al.'s pairwise formula.
+fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
+    let planes = per_plane(x.len(), hw, |p| {
+        let v = &x[p * hw..(p + 1) * hw];
+        let mean = v.iter().map(|&a| a as f64).sum::<f64>() / hw as f64;
+        let m2 = v
+            .iter()
+            .map(|&a| (a as f64 - mean) * (a as f64 - mean))
+            .sum::<f64>();
+        (mean, m2)
+    });
+    (0..c)
+        .map(|ch| {
+            let (mut cnt, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+            for i in 0..n {
+                let (pm, pm2) = planes[i * c + ch];
+                let nb = hw as f64;
+                let tot = cnt + nb;
+                let delta = pm - mean;
+                mean += delta * nb / tot;
+                m2 += pm2 + delta * delta * cnt * nb / tot;
+                cnt = tot;
+            }
+            (mean, if cnt > 0.0 { m2 / cnt } else { 0.0 })
+        })
+        .collect()
 }
 
 /// Applies `y = x * scale[c] + shift[c]` plane by plane.
@@ -213,21 +224,24 @@ pub fn backward(
     let (n, c, hw) = dims(x)?;
     let m = (n * hw) as f64;
     let (xd, gd) = (x.data(), g.data());
-    // Per channel: sum(g) and sum(g * xhat).
-    let sums: Vec<(f64, f64)> = (0..c)
-        .map(|ch| {
-            let (mu, is) = (saved.mean[ch] as f64, saved.inv_std[ch] as f64);
-            let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-            for i in 0..n {
-                let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                for (&xv, &gv) in xd[r.clone()].iter().zip(&gd[r]) {
-                    sg += gv as f64;
-                    sgx += gv as f64 * (xv as f64 - mu) * is;
-                }
-            }
-            (sg, sgx)
-        })
-        .collect();
+    // Per channel: sum(g) and sum(g * xhat), from per-plane partial sums
+    // added in plane order.
+    let partial = per_plane(xd.len(), hw, |p| {
+        let ch = p % c;
+        let (mu, is) = (saved.mean[ch] as f64, saved.inv_std[ch] as f64);
+        let r = p * hw..(p + 1) * hw;
+        let (mut sg, mut sgx) = (0.0f64, 0.0f64);
+        for (&xv, &gv) in xd[r.clone()].iter().zip(&gd[r]) {
+            sg += gv as f64;
+            sgx += gv as f64 * (xv as f64 - mu) * is;
+        }
+        (sg, sgx)
+    });
+    let mut sums = vec![(0.0f64, 0.0f64); c];
+    for (p, &(sg, sgx)) in partial.iter().enumerate() {
+        sums[p % c].0 += sg;
+        sums[p % c].1 += sgx;
+    }
     let gamma_of = |ch: usize| gamma.map_or(1.0, |t| t.data()[ch]);
     // dx = k1 * g + k2 * x + k3 per channel (the formula, expanded).
     let mut k1 = vec![0.0f32; c];
