@@ -131,7 +131,8 @@ def avg_pool2d(x: Var, kernel_size: Tuple[int, int], stride: Tuple[int, int],
 def adaptive_avg_pool2d(x: Var, output_size: Tuple[int, int]) -> Var: ...
 def linear(x: Var, weight: Var, bias: Optional[Var] = None) -> Var: ...
 def interpolate(x: Var, size: Optional[Tuple[int, int]],
-                scale_factor: Optional[Tuple[float, float]], mode: str, align_corners: Optional[bool],
+                scale_factor: Optional[Tuple[float, float]], mode: str,
+                align_corners: Optional[bool],
                 recompute_scale_factor: Optional[bool]) -> Var: ...
 
 # normalisation, dropout
