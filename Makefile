@@ -13,10 +13,11 @@ test: dev
 	cargo test --quiet -p cnnrs-core
 	$(PY) -m pytest -q
 
-lint:
+lint: dev
 	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings
 	ruff check python tests benches
+	cd /tmp && $(PY) -m mypy.stubtest cnnrs._native
 
 fmt:
 	cargo fmt --all

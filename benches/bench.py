@@ -442,59 +442,62 @@ def pool_case(ctx: Ctx, max_pool2d, case: PoolCase) -> None:
 
 # ---------------------------------------------------------------- models suite
 
-# (name, factory in cnnrs.models, input shape without batch, batches, passes).
+# (row name, factory in cnnrs.models, factory kwargs, input shape without
+# batch, [(pass, batch), ...]).
 MODEL_CASES = [
-    ("lenet5", "lenet5", (1, 32, 32), (64,), ("infer", "train_step")),
-    ("resnet18", "resnet18", (3, 224, 224), (1, 8), ("infer", "train_step")),
+    ("resnet18_cifar", "resnet18", {"num_classes": 10}, (3, 32, 32),
+     [("infer", 1), ("infer", 32), ("train_step", 32)]),
+    ("resnet50", "resnet50", {}, (3, 224, 224), [("infer", 1)]),
+    ("lenet5", "lenet5", {}, (1, 32, 32), [("infer", 1), ("infer", 256), ("train_step", 64)]),
 ]
 
 
 def run_models(ctx: Ctx) -> None:
-    try:
-        models = cnnrs.models
-    except Exception as e:  # noqa: BLE001
-        note(f"cnnrs.models is not available yet ({type(e).__name__}): model rows skipped")
-        return
-    for name, factory, shape, batches, passes in MODEL_CASES:
+    models = cnnrs.models
+    for name, factory, kwargs, shape, runs in MODEL_CASES:
         make = getattr(models, factory, None)
         if make is None:
-            note(f"cnnrs.models.{factory} does not exist yet: {name} rows skipped")
+            note(f"cnnrs.models.{factory} does not exist: {name} rows skipped")
             continue
-        model = make()
-        for batch in batches:
-            for pass_ in passes:
-                model_case(ctx, name, model, shape, batch, pass_)
+        model = make(**kwargs)
+        # Forward FLOPs per image from the per-layer counter (conv and linear
+        # layers, 2 per multiply-add); a training step counts 3x forward.
+        per_image = models.summary(model, (1, *shape)).total_flops
+        for pass_, batch in runs:
+            model_case(ctx, name, model, shape, batch, pass_, per_image)
 
 
-def model_case(ctx: Ctx, name: str, model, shape: tuple, batch: int, pass_: str) -> None:
+def model_case(ctx: Ctx, name: str, model, shape: tuple, batch: int, pass_: str,
+               per_image_flops: int) -> None:
+    import cnnrs.nn.functional as F
+    from cnnrs.optim import SGD
+
     x = cnnrs.tensor(ctx.randn(batch, *shape))
     if pass_ == "infer":
+        model.eval()
+
         def fn():
             with cnnrs.no_grad():
                 return model(x)
+        flops = per_image_flops * batch
     else:
-        cross_entropy = getattr(cnnrs.nn.functional, "cross_entropy", None)
-        sgd = getattr(getattr(cnnrs, "optim", None), "SGD", None)
-        if cross_entropy is None or sgd is None:
-            note(f"{name} train_step needs F.cross_entropy and optim.SGD: skipped")
-            return
-        opt = sgd(model.parameters(), lr=0.01, momentum=0.9)
+        model.train()
+        opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
         with cnnrs.no_grad():
             n_cls = model(x).shape[1]
-        target = cnnrs.tensor(ctx.rng.integers(0, n_cls, batch).astype(np.float32))
+        target = ctx.rng.integers(0, n_cls, batch)
 
         def fn():
             opt.zero_grad()
-            cross_entropy(model(x), target).backward()
+            F.cross_entropy(model(x), target).backward()
             opt.step()
+        flops = 3 * per_image_flops * batch
     try:
         t = ctx.timing(fn)
     except Exception as e:  # noqa: BLE001
         note(f"{name} {pass_} b{batch}: {type(e).__name__}: {e}; row skipped")
         return
-    # No flop count for whole models yet (it needs a per-layer counter):
-    # flops and the rates derived from it are null.
-    emit(_rounded(row(name, "models", pass_, ctx.threads, batch, t, None, ctx.peak)))
+    emit(_rounded(row(name, "models", pass_, ctx.threads, batch, t, flops, ctx.peak)))
 
 
 # ---------------------------------------------------------------- main

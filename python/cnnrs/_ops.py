@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
 
 import numpy as np
 
@@ -13,7 +12,7 @@ from ._tensor import Tensor, as_tensor
 __all__ = ["cat"]
 
 
-def cat(tensors: Sequence[Any], dim: int = 0) -> Tensor:
+def cat(tensors: list | tuple, dim: int = 0) -> Tensor:
     """Concatenates tensors along an existing dimension, as ``torch.cat``
     (the U-Net joins its skip connections along the channels, ``dim=1``).
 

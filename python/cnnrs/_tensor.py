@@ -7,7 +7,6 @@ this class only converts arguments and names things the PyTorch way.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -20,7 +19,7 @@ _REFUSED_KINDS = {"O": "object", "U": "str", "S": "bytes", "V": "void", "M": "da
                   "m": "timedelta", "c": "complex"}
 
 
-def _to_f32_array(data: Any, op: str = "tensor") -> np.ndarray:
+def _to_f32_array(data: object, op: str = "tensor") -> np.ndarray:
     """Converts array-likes to a float32 array.
 
     float16/float64, integer and bool arrays are converted to float32 (as
@@ -58,7 +57,7 @@ class Tensor:
 
     __slots__ = ("_v", "__weakref__")
 
-    def __init__(self, data: Any = None, requires_grad: bool = False, *, _var=None):
+    def __init__(self, data: object = None, requires_grad: bool = False, *, _var=None):
         if _var is not None:
             self._v = _var
         else:
@@ -77,7 +76,7 @@ class Tensor:
         """The dimensions, as a tuple of ints."""
         return tuple(self._v.shape)
 
-    def size(self, dim: Optional[int] = None):
+    def size(self, dim: int | None = None):
         """The shape, or one dimension of it (PyTorch's ``size``)."""
         s = self.shape
         return s if dim is None else s[dim]
@@ -116,12 +115,12 @@ class Tensor:
         return self._v.is_leaf
 
     @property
-    def grad_fn(self) -> Optional[str]:
+    def grad_fn(self) -> str | None:
         """Name of the op that produced this tensor (None for leaves)."""
         return self._v.grad_fn
 
     @property
-    def grad(self) -> Optional[Tensor]:
+    def grad(self) -> Tensor | None:
         """The gradient accumulated by :meth:`backward`, or None."""
         g = self._v.grad()
         return None if g is None else Tensor._wrap(g)
@@ -165,7 +164,7 @@ class Tensor:
         return self.shape[0]
 
     # --- autograd ---------------------------------------------------------------
-    def backward(self, gradient: Any = None) -> None:
+    def backward(self, gradient: object = None) -> None:
         """Computes gradients of this tensor w.r.t. graph leaves (in Rust).
 
         Args:
@@ -180,10 +179,10 @@ class Tensor:
         self._v.backward(g)
 
     # --- reductions and shape -----------------------------------------------------
-    def sum(self, dim: Optional[int] = None, keepdim: bool = False) -> Tensor:
+    def sum(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         return Tensor._wrap(_native.sum(self._v, dim, keepdim))
 
-    def mean(self, dim: Optional[int] = None, keepdim: bool = False) -> Tensor:
+    def mean(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         return Tensor._wrap(_native.mean(self._v, dim, keepdim))
 
     def reshape(self, *shape) -> Tensor:
@@ -261,7 +260,7 @@ def _int(x, op: str) -> int:
     return int(x)
 
 
-def tensor(data: Any, requires_grad: bool = False) -> Tensor:
+def tensor(data: object, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a float32 copy of ``data``.
 
     Args:
@@ -287,7 +286,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor(array)
 
 
-def as_tensor(x: Any) -> Tensor:
+def as_tensor(x: object) -> Tensor:
     """``x`` if it is a Tensor, else ``tensor(x)``."""
     return x if isinstance(x, Tensor) else Tensor(x)
 
@@ -304,7 +303,7 @@ def ones(*shape) -> Tensor:
     return Tensor(np.ones(shape, dtype=np.float32))
 
 
-def randn(*shape, generator: Optional[np.random.Generator] = None) -> Tensor:
+def randn(*shape, generator: np.random.Generator | None = None) -> Tensor:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     rng = generator if generator is not None else np.random.default_rng()
@@ -367,4 +366,3 @@ def is_grad_enabled() -> bool:
     return _native.is_grad_enabled()
 
 
-TensorLike = Union[Tensor, np.ndarray, Sequence, float]

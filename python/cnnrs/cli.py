@@ -85,6 +85,18 @@ def _canon_dataset(name: str) -> str:
     return "fashion-mnist" if name in ("fashion-mnist", "fashionmnist", "fmnist") else name
 
 
+def _image_size(model: str, dataset: str) -> int:
+    """LeNet-5 is defined on 32x32; AlexNet needs at least 63x63 (its digits
+    run resizes to 64); the other models take the data at its own size (the
+    28x28 MNIST-format images unpadded, digits resized to 32)."""
+    model = model.lower()
+    if model.startswith("lenet"):
+        return 32
+    if model == "alexnet":
+        return 64
+    return 32 if dataset == "digits" else 28
+
+
 def _family(model: str) -> str:
     return "lenet" if model.lower().startswith("lenet") else "other"
 
@@ -154,7 +166,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     epochs_d, batch_d, lr_d, wd_d = _DEFAULTS[(_family(args.model), dataset)]
     try:
         model = models.get_model(args.model, num_classes=10, in_channels=1)
-        xtr, ytr, xte, yte, split = training.prepare_dataset(dataset, args.data_dir)
+        xtr, ytr, xte, yte, split = training.prepare_dataset(
+            dataset, args.data_dir, _image_size(args.model, dataset))
         augment = ([make(xtr.shape[2:]) for _, make in _augmentation(args)]
                    if args.command == "train" else [])
     except (ValueError, FileNotFoundError) as e:

@@ -47,9 +47,10 @@ def prepare_dataset(name: str, data_dir: Optional[str] = None, image_size: int =
     Returns:
         ``(x_train, y_train, x_test, y_test, split_description)``.
 
-    ``digits`` is split with a fixed seed into 80% train / 20% held-out test;
-    ``fashion-mnist`` and ``mnist`` use their official 60,000/10,000 split and
-    are padded from 28x28 to 32x32.
+    ``digits`` is split with a fixed seed into 80% train / 20% held-out test
+    and resized to ``image_size``; ``fashion-mnist`` and ``mnist`` use their
+    official 60,000/10,000 split and are zero-padded from 28x28 to
+    ``image_size`` (resized when it is smaller than 28).
     """
     name = name.lower()
     if name == "digits":
@@ -66,10 +67,14 @@ def prepare_dataset(name: str, data_dir: Optional[str] = None, image_size: int =
             raise ValueError(f"dataset {name!r} needs --data-dir (the folder with the IDX files)")
         cls = MNIST if name == "mnist" else FashionMNIST
         tr, te = cls(data_dir, train=True), cls(data_dir, train=False)
-        pad = (image_size - 28) // 2
-        padding = ((0, 0), (0, 0), (pad, image_size - 28 - pad), (pad, image_size - 28 - pad))
-        xtr, ytr = np.pad(tr.images(), padding), tr.targets
-        xte, yte = np.pad(te.images(), padding), te.targets
+        if image_size >= 28:
+            pad = (image_size - 28) // 2
+            padding = ((0, 0), (0, 0), (pad, image_size - 28 - pad), (pad, image_size - 28 - pad))
+            xtr, ytr = np.pad(tr.images(), padding), tr.targets
+            xte, yte = np.pad(te.images(), padding), te.targets
+        else:
+            xtr, ytr = resize_bilinear(tr.data / 255.0, image_size)[:, None], tr.targets
+            xte, yte = resize_bilinear(te.data / 255.0, image_size)[:, None], te.targets
         split = f"{name}: official split, {len(ytr)} train / {len(yte)} test images"
     else:
         raise ValueError(f"unknown dataset {name!r}; known: digits, fashion-mnist, mnist")
