@@ -106,6 +106,29 @@ def test_model_zoo_matches_onnxruntime(name, build, shape, tmp_path):
     assert max(diffs) <= 1e-4 * scale, f"{name}: {diffs} against outputs of size {scale}"
 
 
+UNET_CASES = [  # small widths, as in the issue: base 8, depth 2 (and variants)
+    ("same", dict(base_width=8, depth=2), (1, 1, 32, 32)),
+    ("valid", dict(base_width=8, depth=2, padding="valid"), (1, 1, 60, 60)),
+    ("bilinear_bn_odd_size", dict(base_width=8, depth=2, up="bilinear", batch_norm=True),
+     (1, 1, 30, 34)),
+    ("valid_bilinear_bn_depth3", dict(base_width=8, depth=3, padding="valid", up="bilinear",
+                                      batch_norm=True), (1, 1, 92, 92)),
+]
+
+
+@pytest.mark.parametrize("kwargs,shape", [c[1:] for c in UNET_CASES],
+                         ids=[c[0] for c in UNET_CASES])
+def test_unet_matches_onnxruntime(kwargs, shape, tmp_path):
+    if not hasattr(models, "unet"):
+        pytest.skip("cnnrs.models.unet is not in this build")
+    model = models.unet(**kwargs)
+    _calibrate_bn(model, shape, np.random.default_rng(1))
+    diffs = _export_compare(model, shape, tmp_path, batches=(2,))
+    assert max(diffs) <= TOL, diffs
+    scale = float(np.abs(_reference(model, np.ones(shape, np.float32))).max())
+    assert max(diffs) <= 1e-4 * scale, (diffs, scale)
+
+
 # Input shapes for the rest of cnnrs.models.MODELS (small, to stay fast).
 ZOO_SHAPES = {"resnet34": (1, 3, 64, 64), "resnet50": (1, 3, 64, 64),
               "resnet101": (1, 3, 64, 64), "resnet152": (1, 3, 64, 64)}
@@ -115,7 +138,7 @@ ZOO_SLOW = {"resnet101", "resnet152"}  # 170-240 MB of weights each
 def _zoo_params():
     out = []
     for build in sorted(set(models.MODELS.values()), key=lambda b: b.__name__):
-        if build.__name__ in {z[0] for z in ZOO}:
+        if build.__name__ in {z[0] for z in ZOO} | {"unet"}:  # tested above
             continue
         marks = [pytest.mark.slow] if build.__name__ in ZOO_SLOW else []
         out.append(pytest.param(build, id=build.__name__, marks=marks))

@@ -124,6 +124,47 @@ def torchvision_alexnet_entries(num_classes=1000):
     return out
 
 
+def unet_twin_entries(in_channels=1, num_classes=2, base_width=64, depth=4, up="transpose",
+                      batch_norm=False):
+    """The keys of the PyTorch twin in cnnrs.models.unet's docstring."""
+    w = [base_width * 2**i for i in range(depth + 1)]
+    out = []
+
+    def conv(name, cout, cin, k, bias=True):
+        out.append((f"{name}.weight", (cout, cin, k, k), "F32"))
+        if bias:
+            out.append((f"{name}.bias", (cout,), "F32"))
+
+    def bn(name, c):
+        for p in ("weight", "bias", "running_mean", "running_var"):
+            out.append((f"{name}.{p}", (c,), "F32"))
+        out.append((f"{name}.num_batches_tracked", (), "I64"))
+
+    def double_conv(name, cin, cout):
+        if batch_norm:  # Conv, BN, ReLU, Conv, BN, ReLU
+            conv(f"{name}.0", cout, cin, 3, bias=False)
+            bn(f"{name}.1", cout)
+            conv(f"{name}.3", cout, cout, 3, bias=False)
+            bn(f"{name}.4", cout)
+        else:  # Conv, ReLU, Conv, ReLU
+            conv(f"{name}.0", cout, cin, 3)
+            conv(f"{name}.2", cout, cout, 3)
+
+    for i in range(depth):
+        double_conv(f"encoder.{i}", in_channels if i == 0 else w[i - 1], w[i])
+    double_conv("bottleneck", w[depth - 1], w[depth])
+    for j, i in enumerate(reversed(range(depth))):
+        if up == "transpose":  # ConvTranspose2d weight: (C_in, C_out, k, k)
+            out += [(f"upsample.{j}.weight", (w[i + 1], w[i], 2, 2), "F32"),
+                    (f"upsample.{j}.bias", (w[i],), "F32")]
+        else:
+            conv(f"upsample.{j}.1", w[i], w[i + 1], 1)
+    for j, i in enumerate(reversed(range(depth))):
+        double_conv(f"decoder.{j}", 2 * w[i], w[i])
+    conv("head", num_classes, w[0], 1)
+    return out
+
+
 def random_arrays(entries, seed=0):
     rng = np.random.default_rng(seed)
     out = {}
@@ -169,6 +210,49 @@ def test_state_dict_keys_and_shapes_equal_the_pytorch_twin(build, entries):
         assert tuple(np.shape(sd[name])) == shape, name
         if tag == "I64":
             assert isinstance(sd[name], np.ndarray) and sd[name].dtype == np.int64
+
+
+UNET_CONFIGS = [dict(), dict(batch_norm=True), dict(up="bilinear"),
+                dict(base_width=8, depth=2, up="bilinear", batch_norm=True, in_channels=3,
+                     num_classes=5)]
+
+
+@pytest.mark.parametrize("kwargs", UNET_CONFIGS, ids=[str(k) for k in UNET_CONFIGS])
+def test_unet_keys_and_shapes_equal_the_pytorch_twin(kwargs):
+    if not hasattr(models, "unet"):
+        pytest.skip("cnnrs.models.unet is not in this build")
+    entries = unet_twin_entries(**kwargs)
+    sd = models.unet(**kwargs).state_dict()
+    assert list(sd) == [k for k, _, _ in entries]
+    for name, shape, _ in entries:
+        assert tuple(np.shape(sd[name])) == shape, name
+
+
+def test_unet_twin_param_counts():
+    # the counts the U-Net docstring states for the PyTorch twin
+    def count(**kw):
+        return sum(int(np.prod(s)) for k, s, t in unet_twin_entries(**kw)
+                   if t == "F32" and "running" not in k)
+
+    assert count() == 31_030_658
+    assert count(base_width=16) == 1_940_834
+
+
+def test_pytorch_unet_file_loads_and_gives_the_same_outputs(tmp_path):
+    if not hasattr(models, "unet"):
+        pytest.skip("cnnrs.models.unet is not in this build")
+    kw = dict(base_width=8, depth=2, up="bilinear", batch_norm=True)
+    arrays = random_arrays(unet_twin_entries(**kw), seed=13)
+    path = str(tmp_path / "unet.safetensors")
+    write_like_safetensors_torch(path, arrays, {"format": "pt"})
+    loaded = models.unet(**kw)
+    loaded.load(path)
+    by_hand = models.unet(**kw)
+    set_by_attribute_path(by_hand, arrays)
+    x = np.random.default_rng(14).standard_normal((2, 1, 30, 34)).astype(np.float32)
+    y = outputs(loaded, x)
+    np.testing.assert_array_equal(y, outputs(by_hand, x))
+    assert y.shape == (2, 2, 30, 34) and y.std() > 0
 
 
 def test_resnet18_twin_param_count():
