@@ -35,6 +35,22 @@ def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return g
 
 
+def numeric_grad_inplace(f, arr: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central finite differences of a no-argument ``f`` that reads ``arr``,
+    perturbing ``arr`` in place (restored afterwards)."""
+    g = np.zeros_like(arr)
+    flat, gflat = arr.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        orig = flat[i]
+        flat[i] = orig + h
+        fp = f()
+        flat[i] = orig - h
+        fm = f()
+        flat[i] = orig
+        gflat[i] = (fp - fm) / (2 * h)
+    return g
+
+
 def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what=""):
     np.testing.assert_allclose(np.asarray(actual, dtype=np.float64),
                                np.asarray(expected, dtype=np.float64),

@@ -8,6 +8,7 @@ import pytest
 import cnnrs
 from cnnrs import nn
 from cnnrs.nn import functional as F
+from conftest import numeric_grad_inplace as numeric_grad
 
 # f32 results vs a float64 reference. Each output sums up to C_in/groups*kH*kW
 # (<= 3*49 here) products of O(1) values, so the absolute tolerance is a few
@@ -65,20 +66,6 @@ def np_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return out
 
 
-def numeric_grad(f, arr, h=1e-6):
-    """Central differences of scalar ``f`` w.r.t. every element of ``arr``
-    (float64, modified in place and restored)."""
-    g = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        orig = flat[i]
-        flat[i] = orig + h
-        fp = f()
-        flat[i] = orig - h
-        fm = f()
-        flat[i] = orig
-        gflat[i] = (fp - fm) / (2 * h)
-    return g
 
 
 # --- random configurations -------------------------------------------------------

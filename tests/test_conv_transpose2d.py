@@ -9,6 +9,7 @@ import pytest
 import cnnrs
 from cnnrs import nn
 from cnnrs.nn import functional as F
+from conftest import numeric_grad_inplace as numeric_grad
 
 # f32 results vs float64: each output sums up to C_in/groups*kH*kW products
 # of O(1) values.
@@ -89,18 +90,6 @@ def np_adjoints(x, w, gy, stride=1, padding=0, output_padding=0, groups=1, dilat
     return gx, gw
 
 
-def numeric_grad(f, arr, h=1e-6):
-    g = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        orig = flat[i]
-        flat[i] = orig + h
-        fp = f()
-        flat[i] = orig - h
-        fm = f()
-        flat[i] = orig
-        gflat[i] = (fp - fm) / (2 * h)
-    return g
 
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (1, 3), (4, 2), (5, 5)]

@@ -10,6 +10,7 @@ import pytest
 import cnnrs
 from cnnrs import nn
 from cnnrs.nn import functional as F
+from conftest import numeric_grad_inplace as numeric_grad
 
 A_CUBIC = -0.75
 
@@ -85,18 +86,6 @@ def np_interpolate_grad(x_shape, gy, **kw):
     return np.einsum("oh,ncop,pw->nchw", ah, np.asarray(gy, np.float64), aw)
 
 
-def numeric_grad(f, arr, h=1e-6):
-    g = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        orig = flat[i]
-        flat[i] = orig + h
-        fp = f()
-        flat[i] = orig - h
-        fm = f()
-        flat[i] = orig
-        gflat[i] = (fp - fm) / (2 * h)
-    return g
 
 
 FACTORS = [0.5, 0.6, 0.75, 1.0, 1.2, 1.5, 1.7, 2.0, 2.5, 3.0]

@@ -8,6 +8,7 @@ import pytest
 import cnnrs
 import cnnrs.nn.functional as F
 from cnnrs import nn
+from conftest import numeric_grad_inplace as central_diff
 
 
 def np_linear(x, w, b):
@@ -15,18 +16,6 @@ def np_linear(x, w, b):
     return y if b is None else y + b
 
 
-def central_diff(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        fp = f()
-        flat[i] = old - h
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("seed", range(10))

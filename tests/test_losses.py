@@ -7,6 +7,7 @@ import pytest
 import cnnrs
 import cnnrs.nn.functional as F
 from cnnrs import nn
+from conftest import numeric_grad_inplace as central_diff
 
 
 def np_log_softmax(x, dim):
@@ -39,18 +40,6 @@ def np_cross_entropy(x, t, reduction="mean", ignore_index=-100):
         return per.sum() / keep.sum()
 
 
-def central_diff(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        fp = f()
-        flat[i] = old - h
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * h)
-    return g
 
 
 def rand_shape(rng, max_nd):

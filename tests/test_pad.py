@@ -6,6 +6,7 @@ import pytest
 
 import cnnrs
 from cnnrs.nn import functional as F
+from conftest import numeric_grad_inplace as numeric_grad
 
 NP_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}
 
@@ -27,18 +28,6 @@ def np_pad(x, pad, mode="constant", value=0.0):
     return np.pad(x, widths, mode=NP_MODE[mode], **kw)[tuple(crops)]
 
 
-def numeric_grad(f, arr, h=1e-6):
-    g = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        orig = flat[i]
-        flat[i] = orig + h
-        fp = f()
-        flat[i] = orig - h
-        fm = f()
-        flat[i] = orig
-        gflat[i] = (fp - fm) / (2 * h)
-    return g
 
 
 def random_case(rng):
