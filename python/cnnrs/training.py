@@ -147,11 +147,23 @@ def segmentation_loss(logits: Tensor, masks: np.ndarray, kind: str = "ce+dice",
     return loss
 
 
+def _center(a, h: int, w: int):
+    """The centre ``(h, w)`` of the last two dims of ``a`` (offsets floored,
+    as ``F.center_crop``): the pixels a ``'valid'`` U-Net's output covers."""
+    if a is None or a.shape[-2:] == (h, w):
+        return a
+    arr = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
+    top, left = (arr.shape[-2] - h) // 2, (arr.shape[-1] - w) // 2
+    return np.ascontiguousarray(arr[..., top:top + h, left:left + w])
+
+
 def train_segmentation_epoch(model, loader: DataLoader, optimizer, loss: str = "ce+dice",
                              desc: str = "", schedule: Optional[Callable[[], None]] = None
                              ) -> Dict[str, float]:
     """One pass over a loader of ``(images, masks[, weights])`` batches;
-    returns the mean loss and the pixel accuracy on the training crops."""
+    returns the mean loss and the pixel accuracy on the training crops.
+    When the logits are smaller than the masks (a ``'valid'``-padding
+    U-Net), masks and weights are cropped to their centre."""
     model.train()
     total, correct, pixels, seen = 0.0, 0, 0, 0
     with Progress(len(loader), desc=desc) as bar:
@@ -159,6 +171,7 @@ def train_segmentation_epoch(model, loader: DataLoader, optimizer, loss: str = "
             xb, yb = batch[0], batch[1]
             wb = batch[2] if len(batch) > 2 else None
             logits = model(xb)
+            yb, wb = _center(yb, *logits.shape[2:]), _center(wb, *logits.shape[2:])
             lv = segmentation_loss(logits, yb, loss, wb)
             optimizer.zero_grad()
             lv.backward()
