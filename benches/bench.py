@@ -442,10 +442,16 @@ def pool_case(ctx: Ctx, max_pool2d, case: PoolCase) -> None:
 
 # ---------------------------------------------------------------- models suite
 
-# (name, factory in cnnrs.models, input shape without batch, batches, passes).
+# (name, factory in cnnrs.models, factory kwargs, input shape without batch,
+# (batch, pass) rows). Issue 5 quotes PyTorch 2.13 on a 2-core Zen3 for the
+# unet rows: unet16 infer b1 26-31 ms, train_step b8 440-740 ms; unet64 infer
+# b1 0.9-1.45 s (2 threads).
 MODEL_CASES = [
-    ("lenet5", "lenet5", (1, 32, 32), (64,), ("infer", "train_step")),
-    ("resnet18", "resnet18", (3, 224, 224), (1, 8), ("infer", "train_step")),
+    ("lenet5", "lenet5", {}, (1, 32, 32), ((64, "infer"), (64, "train_step"))),
+    ("resnet18", "resnet18", {}, (3, 224, 224),
+     ((1, "infer"), (1, "train_step"), (8, "infer"), (8, "train_step"))),
+    ("unet16", "unet", {"base_width": 16}, (1, 128, 128), ((1, "infer"), (8, "train_step"))),
+    ("unet64", "unet", {"base_width": 64, "padding": "same"}, (1, 256, 256), ((1, "infer"),)),
 ]
 
 
@@ -455,15 +461,14 @@ def run_models(ctx: Ctx) -> None:
     except Exception as e:  # noqa: BLE001
         note(f"cnnrs.models is not available yet ({type(e).__name__}): model rows skipped")
         return
-    for name, factory, shape, batches, passes in MODEL_CASES:
+    for name, factory, kwargs, shape, rows in MODEL_CASES:
         make = getattr(models, factory, None)
         if make is None:
             note(f"cnnrs.models.{factory} does not exist yet: {name} rows skipped")
             continue
-        model = make()
-        for batch in batches:
-            for pass_ in passes:
-                model_case(ctx, name, model, shape, batch, pass_)
+        model = make(**kwargs)
+        for batch, pass_ in rows:
+            model_case(ctx, name, model, shape, batch, pass_)
 
 
 def model_case(ctx: Ctx, name: str, model, shape: tuple, batch: int, pass_: str) -> None:
@@ -480,8 +485,10 @@ def model_case(ctx: Ctx, name: str, model, shape: tuple, batch: int, pass_: str)
             return
         opt = sgd(model.parameters(), lr=0.01, momentum=0.9)
         with cnnrs.no_grad():
-            n_cls = model(x).shape[1]
-        target = cnnrs.tensor(ctx.rng.integers(0, n_cls, batch).astype(np.float32))
+            out_shape = model(x).shape
+        # Class labels per sample, or per pixel for segmentation logits (N, C, H, W).
+        target = cnnrs.tensor(ctx.rng.integers(0, out_shape[1], (batch,) + out_shape[2:])
+                              .astype(np.float32))
 
         def fn():
             opt.zero_grad()
