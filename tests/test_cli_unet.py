@@ -52,8 +52,10 @@ TINY = ("--epochs", "2", "--steps", "2", "--batch-size", "2", "--crop", "32", "-
 
 def test_train_predict_eval_on_tiny_synthetic_data(capsys, tmp_path):
     weights = str(tmp_path / "u.safetensors")
-    code, out, err = run(capsys, "train", "unet", *TINY, "--out", weights)
+    curves = str(tmp_path / "curves.png")
+    code, out, err = run(capsys, "train", "unet", *TINY, "--out", weights, "--plot", curves)
     assert code == 0, err
+    assert png_size(curves) == (860, 340)
     assert out[0].startswith("synthetic cells: 4 train / 8 validation images of 32x32")
     assert [line.split()[1] for line in out if line.startswith("epoch ")] == ["1/2", "2/2"]
     assert "val_dice" in out[2]
@@ -102,6 +104,34 @@ def test_valid_padding_predict_covers_the_image(capsys, tmp_path):
     assert code == 0, err
     assert json.loads(out[-1])["size"] == [30, 50]
     assert png_size(panel) == panel_size(2, 30, 50)
+
+
+def test_train_on_image_mask_folders(capsys, tmp_path):
+    x, y = synthetic_cells(5, size=40, seed=2)
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for i in range(5):
+        write_tiff(str(tmp_path / "images" / f"c{i}.tif"), np.clip(x[i, 0] * 1000, 0, 65535))
+        write_tiff(str(tmp_path / "masks" / f"c{i}_mask.tif"), y[i] * (i + 1))
+    code, out, err = run(capsys, "train", "unet", "--data-dir", str(tmp_path), "--epochs", "1",
+                         "--steps", "2", "--batch-size", "2", "--crop", "32", "--base-width",
+                         "4", "--depth", "2", "--weight-map", "--loss", "ce",
+                         "--out", str(tmp_path / "f.safetensors"))
+    assert code == 0, err
+    assert out[0] == "folders: 4 train pairs, the last 1 (by name) held out for validation"
+    assert "+ weight map" in out[1]
+    r = json.loads(out[-1])
+    assert r["dataset"] == "folders" and r["val_pixels"] == 40 * 40
+
+
+def test_weight_map_on_the_nuclei_pair(capsys, tmp_path):
+    root = shared_data("nuclei")
+    code, out, err = run(capsys, "train", "unet", "--data-dir", root, "--weight-map", "--epochs",
+                         "1", "--steps", "1", "--batch-size", "2", "--crop", "32",
+                         "--base-width", "4", "--depth", "2", "--out",
+                         str(tmp_path / "w.safetensors"))
+    assert code == 0, err
+    assert json.loads(out[-1])["steps"] == 1
 
 
 def test_unet_cli_errors(capsys, tmp_path):

@@ -9,7 +9,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["write_png", "plot_history", "Canvas", "segmentation_panel"]
+__all__ = ["write_png", "plot_history", "plot_segmentation_history", "Canvas",
+           "segmentation_panel"]
 
 # 5x7 glyphs, one string of 7 rows per character ('#' = ink).
 _FONT = {
@@ -160,6 +161,19 @@ def plot_history(history: List[dict], path: str, title: str = "") -> None:
     _panel(cv, (510, 50, 320, 230),
            {"train": [h["train_acc"] for h in history], "test": [h["test_acc"] for h in history]},
            {"train": blue, "test": orange}, "accuracy")
+    write_png(path, cv.img)
+
+
+def plot_segmentation_history(history: List[dict], path: str, title: str = "") -> None:
+    """Two panels: training loss, and validation Dice and IoU, per epoch."""
+    cv = Canvas(860, 340)
+    cv.text(20, 8, title, scale=2)
+    blue, orange, green = (31, 119, 180), (255, 127, 14), (44, 160, 44)
+    _panel(cv, (70, 50, 320, 230), {"train": [h["train_loss"] for h in history]},
+           {"train": blue}, "loss")
+    _panel(cv, (510, 50, 320, 230),
+           {"dice": [h["val_dice"] for h in history], "iou": [h["val_iou"] for h in history]},
+           {"dice": orange, "iou": green}, "validation")
     write_png(path, cv.img)
 
 

@@ -251,7 +251,8 @@ def train(args) -> int:
         train_s = time.perf_counter() - te
         m = training.evaluate_segmentation(model, val_images, val_masks, num_classes)
         epoch_seconds.append(train_s)
-        history.append({"epoch": epoch, "train_loss": tr["loss"], "val_dice": m["dice"]})
+        history.append({"epoch": epoch, "train_loss": tr["loss"], "val_dice": m["dice"],
+                        "val_iou": m["iou"]})
         print(f"epoch {epoch}/{epochs}  loss {tr['loss']:.4f}  "
               f"train_pixel_acc {tr['pixel_accuracy']:.4f}  val_dice {m['dice']:.4f}  "
               f"val_iou {m['iou']:.4f}  ({train_s:.1f} s train, "
@@ -263,11 +264,12 @@ def train(args) -> int:
         "model": "unet", "dataset": source, "unet_config": json.dumps(cfg_saved)})
     print(f"saved weights to {out}", flush=True)
     if args.plot:
-        from cnnrs._plot import plot_history
+        from cnnrs._plot import plot_segmentation_history
 
-        plot_history([{"train_loss": h["train_loss"], "test_loss": float("nan"),
-                       "train_acc": float("nan"), "test_acc": h["val_dice"]} for h in history],
-                     args.plot, title=f"unet on {source} (right: validation dice)")
+        try:
+            plot_segmentation_history(history, args.plot, title=f"unet on {source}")
+        except OSError as e:
+            return _fail(f"cannot write {args.plot}: {e}")
         print(f"saved curves to {args.plot}", flush=True)
     result = {"model": "unet", "dataset": source, "epochs": epochs, "steps": epochs * len(loader),
               "batch_size": batch, "crop": crop, "dice": round(m["dice"], 4),
