@@ -221,6 +221,10 @@ def test_synthetic_cells_are_deterministic_and_cell_like():
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
     assert not np.array_equal(y, synthetic_cells(5, size=(48, 64), seed=8)[1])
+    xi, yi = synthetic_cells(5, size=(48, 64), seed=7, instances=True)
+    np.testing.assert_array_equal(xi, x)
+    np.testing.assert_array_equal(yi > 0, y == 1)
+    assert yi.max() > 1
     x, y = synthetic_cells(20, size=96, seed=0)
     assert 0.08 < y.mean() < 0.35
     # Cells are brighter than the background.

@@ -53,7 +53,8 @@ def add_arguments(tr) -> None:
                    help="classes (default 2: background/foreground)")
     g.add_argument("--loss", choices=["ce", "dice", "ce+dice"], default="ce+dice")
     g.add_argument("--weight-map", action="store_true",
-                   help="weight the cross-entropy with the U-Net paper's border weight map")
+                   help="weight the cross-entropy with the U-Net paper's border weight map "
+                        "(computed from instance label masks: one label per object)")
     g.add_argument("--no-augment", action="store_true",
                    help="no random flips and 90-degree rotations of the crops")
     g.add_argument("--synthetic-images", type=int, default=48,
@@ -83,10 +84,13 @@ def prepare(args, num_classes: int) -> Dict[str, object]:
     d = args.data_dir
     if d is None:
         size = args.crop or _DEFAULTS["synthetic"][3]
-        xt, yt = data.synthetic_cells(args.synthetic_images, size=size, seed=args.seed)
+        xt, yt = data.synthetic_cells(args.synthetic_images, size=size, seed=args.seed,
+                                      instances=True)
         xv, yv = data.synthetic_cells(8, size=size, seed=args.seed + 10_000)
         mean, std = float(xt.mean()), float(xt.std()) + 1e-8
-        return {"source": "synthetic", "train": ([(v - mean) / std for v in xt], list(yt), None),
+        wmaps = list(data.unet_weight_map(yt)) if getattr(args, "weight_map", False) else None
+        yt = (yt > 0).astype(np.int64)
+        return {"source": "synthetic", "train": ([(v - mean) / std for v in xt], list(yt), wmaps),
                 "val": ([(v - mean) / std for v in xv], list(yv)), "mean": mean, "std": std,
                 "split": (f"synthetic cells: {len(xt)} train / {len(xv)} validation images of "
                           f"{size}x{size} (seeds {args.seed} / {args.seed + 10_000})")}
@@ -127,14 +131,14 @@ def prepare(args, num_classes: int) -> Dict[str, object]:
         va_i, va_m = images[-n_val:], labels[-n_val:]
         split = (f"folders: {len(tr_i)} train pairs, the last {n_val} (by name) held out for "
                  "validation")
+    wmaps = None
+    if getattr(args, "weight_map", False):  # from the labels as given (instances)
+        wmaps = [data.unet_weight_map(m) for m in tr_m]
     if num_classes == 2:
         tr_m = [(m > 0).astype(np.int64) for m in tr_m]
         va_m = [(m > 0).astype(np.int64) for m in va_m]
     pix = np.concatenate([im.reshape(im.shape[0], -1) for im in tr_i], axis=1)
     mean, std = float(pix.mean()), float(pix.std()) + 1e-8
-    wmaps = None
-    if getattr(args, "weight_map", False):
-        wmaps = [data.unet_weight_map(m) for m in tr_m]
     return {"source": "folders", "train": ([(v - mean) / std for v in tr_i], list(tr_m), wmaps),
             "val": ([(v - mean) / std for v in va_i], list(va_m)), "mean": mean, "std": std,
             "split": split}
@@ -192,6 +196,8 @@ def train(args) -> int:
     from cnnrs.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
     num_classes = args.num_classes or 2
+    if num_classes < 2:
+        return _fail("unet: --num-classes must be at least 2 (class 0 is the background)")
     cnnrs.manual_seed(args.seed)
     try:
         d = prepare(args, num_classes)

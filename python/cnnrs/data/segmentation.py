@@ -453,7 +453,8 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def synthetic_cells(n: int, size: Union[int, Tuple[int, int]] = 128, seed: int = 0,
-                    density: float = 0.2) -> Tuple[np.ndarray, np.ndarray]:
+                    density: float = 0.2, instances: bool = False
+                    ) -> Tuple[np.ndarray, np.ndarray]:
     """Synthetic fluorescence-like images of cell nuclei with their masks,
     the built-in default for training a U-Net without data files.
 
@@ -467,10 +468,13 @@ def synthetic_cells(n: int, size: Union[int, Tuple[int, int]] = 128, seed: int =
         size: an int or ``(H, W)``.
         seed: the generator seed; the same seed gives the same images.
         density: target fraction of foreground pixels (about).
+        instances: label each blob 1..K (where blobs overlap, the earlier
+            keeps the pixel) instead of 1 for all; same images either way.
 
     Returns:
         ``(images, masks)``: float32 ``(n, 1, H, W)`` roughly in [0, 1.5], and
-        int64 ``(n, H, W)`` with 1 inside a blob, 0 elsewhere.
+        int64 ``(n, H, W)`` with 1 (or the blob's label) inside a blob, 0
+        elsewhere.
 
     Example:
         >>> x, y = cnnrs.data.synthetic_cells(4, size=64, seed=0)
@@ -490,9 +494,9 @@ def synthetic_cells(n: int, size: Union[int, Tuple[int, int]] = 128, seed: int =
         bg = 0.08 + 0.06 * np.sin(xx / w * rng.uniform(1, 4) + rng.uniform(0, 6)) \
             * np.cos(yy / h * rng.uniform(1, 4) + rng.uniform(0, 6))
         img = bg.copy()
-        mask = np.zeros((h, w), bool)
+        mask = np.zeros((h, w), np.int64)
         k = max(1, int(round(rng.normal(1.0, 0.25) * density * h * w / (np.pi * 9.5**2))))
-        for _ in range(k):
+        for label in range(1, k + 1):
             cy, cx = rng.uniform(0, h), rng.uniform(0, w)
             a, b = rng.uniform(5, 14), rng.uniform(5, 14)
             theta = rng.uniform(0, np.pi)
@@ -514,7 +518,8 @@ def synthetic_cells(n: int, size: Union[int, Tuple[int, int]] = 128, seed: int =
             tex = 1 - 0.35 * rho**2 + rng.normal(0, 0.08, rho.shape)
             cell = np.where(inside, bright * tex, 0.0)
             img[y0:y1, x0:x1] = np.maximum(img[y0:y1, x0:x1], cell)
-            mask[y0:y1, x0:x1] |= inside
+            sub = mask[y0:y1, x0:x1]
+            sub[inside & (sub == 0)] = label if instances else 1
         img = _blur(img, rng.uniform(0.8, 1.6))
         img = img + rng.normal(0, rng.uniform(0.02, 0.06), img.shape)
         images[i, 0] = img
