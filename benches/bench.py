@@ -443,12 +443,16 @@ def pool_case(ctx: Ctx, max_pool2d, case: PoolCase) -> None:
 # ---------------------------------------------------------------- models suite
 
 # (row name, factory in cnnrs.models, factory kwargs, input shape without
-# batch, [(pass, batch), ...]).
+# batch, [(pass, batch), ...]). Issue 5 quotes PyTorch 2.13 on a 2-core Zen3
+# for the unet rows: unet16 infer b1 26-31 ms, train_step b8 440-740 ms;
+# unet64 infer b1 0.9-1.45 s (2 threads).
 MODEL_CASES = [
     ("resnet18_cifar", "resnet18", {"num_classes": 10}, (3, 32, 32),
      [("infer", 1), ("infer", 32), ("train_step", 32)]),
     ("resnet50", "resnet50", {}, (3, 224, 224), [("infer", 1)]),
     ("lenet5", "lenet5", {}, (1, 32, 32), [("infer", 1), ("infer", 256), ("train_step", 64)]),
+    ("unet16", "unet", {"base_width": 16}, (1, 128, 128), [("infer", 1), ("train_step", 8)]),
+    ("unet64", "unet", {"base_width": 64, "padding": "same"}, (1, 256, 256), [("infer", 1)]),
 ]
 
 
@@ -484,8 +488,9 @@ def model_case(ctx: Ctx, name: str, model, shape: tuple, batch: int, pass_: str,
         model.train()
         opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
         with cnnrs.no_grad():
-            n_cls = model(x).shape[1]
-        target = ctx.rng.integers(0, n_cls, batch)
+            out_shape = model(x).shape
+        # Class labels per sample, or per pixel for segmentation logits (N, C, H, W).
+        target = ctx.rng.integers(0, out_shape[1], (batch,) + tuple(out_shape[2:]))
 
         def fn():
             opt.zero_grad()

@@ -70,6 +70,9 @@ def test_harness_prints_only_json_rows(extra):
     rows, err = _run("--suite", "all", "--quick", "--threads", "1", "--repeats", "2", *extra)
     names = {(r["name"], r["pass"]) for r in rows}
     assert {("sgemm_1024", "fwd"), ("sgemm_256", "fwd")} <= names
+    assert {("unet16", "infer"), ("unet16", "train_step"), ("unet64", "infer")} <= names
+    assert {(r["name"], r["batch"]) for r in rows if r["name"].startswith("unet")} == \
+        {("unet16", 1), ("unet16", 8), ("unet64", 1)}
     has_torch = _importable("torch")
     for r in rows:
         assert list(r) == FIELDS

@@ -49,7 +49,7 @@ def __getattr__(name):
     # Sub-packages load on first use so `import cnnrs` stays light.
     import importlib
 
-    if name in {"nn", "optim", "data", "models", "io", "cli", "onnx"}:
+    if name in {"nn", "optim", "data", "models", "io", "cli", "onnx", "metrics"}:
         return importlib.import_module(f".{name}", __name__)
     if name in {"save", "load"}:  # cnnrs.save(state_dict, path) / cnnrs.load(path)
         return getattr(importlib.import_module(".io", __name__), name)
@@ -60,5 +60,5 @@ __all__ = [
     "Tensor", "tensor", "from_numpy", "as_tensor", "zeros", "ones", "randn", "cat",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "manual_seed", "set_num_threads", "get_num_threads",
-    "nn", "optim", "data", "models", "save", "load",
+    "nn", "optim", "data", "models", "metrics", "save", "load",
 ]

@@ -9,7 +9,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["write_png", "plot_history", "Canvas"]
+__all__ = ["write_png", "plot_history", "plot_segmentation_history", "Canvas",
+           "segmentation_panel"]
 
 # 5x7 glyphs, one string of 7 rows per character ('#' = ink).
 _FONT = {
@@ -161,3 +162,44 @@ def plot_history(history: List[dict], path: str, title: str = "") -> None:
            {"train": [h["train_acc"] for h in history], "test": [h["test_acc"] for h in history]},
            {"train": blue, "test": orange}, "accuracy")
     write_png(path, cv.img)
+
+
+def plot_segmentation_history(history: List[dict], path: str, title: str = "") -> None:
+    """Two panels: training loss, and validation Dice and IoU, per epoch."""
+    cv = Canvas(860, 340)
+    cv.text(20, 8, title, scale=2)
+    blue, orange, green = (31, 119, 180), (255, 127, 14), (44, 160, 44)
+    _panel(cv, (70, 50, 320, 230), {"train": [h["train_loss"] for h in history]},
+           {"train": blue}, "loss")
+    _panel(cv, (510, 50, 320, 230),
+           {"dice": [h["val_dice"] for h in history], "iou": [h["val_iou"] for h in history]},
+           {"dice": orange, "iou": green}, "validation")
+    write_png(path, cv.img)
+
+
+PANEL_MARGIN = 10
+PANEL_BAND = 30
+
+
+def segmentation_panel(panels: Sequence[Tuple[str, np.ndarray]],
+                       scale: int = 0) -> np.ndarray:
+    """Side-by-side (H, W, 3) uint8 images of one size, each titled above
+    (e.g. input | ground truth | prediction). Images are magnified by the
+    integer ``scale`` (default: ``max(1, 256 // max(H, W))``, so small
+    crops stay legible).
+
+    Layout: width ``n * W * scale + (n + 1) * PANEL_MARGIN``, height
+    ``PANEL_BAND + H * scale + PANEL_MARGIN``."""
+    h, w = panels[0][1].shape[:2]
+    s = scale or max(1, 256 // max(h, w, 1))
+    n = len(panels)
+    cv = Canvas(n * w * s + (n + 1) * PANEL_MARGIN, PANEL_BAND + h * s + PANEL_MARGIN)
+    for i, (title, rgb) in enumerate(panels):
+        if rgb.shape[:2] != (h, w):
+            raise ValueError(f"segmentation_panel: panel {i} is {rgb.shape[:2]}, not {(h, w)}")
+        x = PANEL_MARGIN + i * (w * s + PANEL_MARGIN)
+        big = np.repeat(np.repeat(rgb, s, axis=0), s, axis=1)
+        cv.blit(x, PANEL_BAND, big)
+        ts = 2 if len(title) * 12 <= w * s else 1
+        cv.text(x, (PANEL_BAND - 7 * ts) // 2, title, scale=ts)
+    return cv.img

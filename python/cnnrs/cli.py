@@ -10,7 +10,17 @@
     cnnrs eval MODEL --weights FILE [--dataset ...] [--data-dir DIR]
     cnnrs summary MODEL [--input-shape N,C,H,W]
 
-MODEL is lenet, alexnet, resnet18/34/50/101/152 or resnet20/32/44/56.
+    cnnrs train unet [--data-dir DIR] [--epochs E] [--steps S] [--batch-size B]
+                     [--crop C] [--lr LR] [--base-width W] [--depth D]
+                     [--padding same|valid] [--up transpose|bilinear]
+                     [--batch-norm|--no-batch-norm] [--loss ce|dice|ce+dice]
+                     [--weight-map] [--no-augment] [--out FILE] [--plot PNG]
+    cnnrs eval unet --weights FILE [--data-dir DIR]
+    cnnrs predict unet --weights FILE --input IMG [--mask GT] --out PANEL.png
+
+MODEL is lenet, alexnet, resnet18/34/50/101/152 or resnet20/32/44/56 (image
+classification), or unet (segmentation: synthetic cells by default; --data-dir
+is the nuclei pair folder or images/ + masks/ folders; see cnnrs._unet_cli).
 Per-epoch lines go to stdout, progress bars to stderr; the last line on stdout
 is one JSON object with the final metrics.
 """
@@ -22,6 +32,8 @@ import json
 import sys
 import time
 from typing import List, Optional
+
+from . import _unet_cli
 
 # (epochs, batch size, learning rate, weight decay) by model family and dataset.
 _DEFAULTS = {
@@ -36,7 +48,7 @@ _DATASETS = ("digits", "fashion-mnist", "mnist")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="lenet, alexnet, resnet18..152, resnet20..56")
+    p.add_argument("model", help="lenet, alexnet, resnet18..152, resnet20..56, unet")
     p.add_argument("--dataset", default="digits", help="digits (bundled), fashion-mnist, mnist")
     p.add_argument("--data-dir", default=None,
                    help="folder with the IDX files (fashion-mnist, mnist)")
@@ -53,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--momentum", type=float, default=0.9)
     tr.add_argument("--weight-decay", type=float, default=None)
-    tr.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
+    tr.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None,
+                    help="default: sgd (adam for unet)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--schedule", choices=["cosine", "onecycle", "none"], default="cosine",
                     help="learning-rate schedule over the run, stepped per batch (cosine)")
@@ -68,15 +81,27 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default=None,
                     help="weights file (safetensors); default MODEL-DATASET.safetensors")
     tr.add_argument("--plot", default=None, help="write loss/accuracy curves to this PNG")
+    _unet_cli.add_arguments(tr)
     sm = sub.add_parser("summary", help="per-layer shapes, parameters, FLOPs, receptive field")
     sm.add_argument("model")
     sm.add_argument("--input-shape", default=None,
                     help="N,C,H,W (default: 1,1,32,32 for lenet, 1,3,32,32 for CIFAR "
-                         "resnets, 1,3,224,224 otherwise)")
+                         "resnets, 1,1,256,256 for unet, 1,3,224,224 otherwise)")
     sm.add_argument("--num-classes", type=int, default=None)
     ev = sub.add_parser("eval", help="evaluate saved weights")
     _common(ev)
     ev.add_argument("--weights", required=True)
+    ev.add_argument("--seed", type=int, default=0, help="(unet, synthetic data) data seed")
+    ev.add_argument("--crop", type=int, default=None, help="(unet, synthetic data) image size")
+    ev.add_argument("--synthetic-images", type=int, default=48, help=argparse.SUPPRESS)
+    pr = sub.add_parser("predict", help="segment an image with saved unet weights and write "
+                                        "a panel PNG: input | ground truth | prediction")
+    pr.add_argument("model", help="unet")
+    pr.add_argument("--weights", required=True)
+    pr.add_argument("--input", required=True, help="image file (PNG, TIFF, ...)")
+    pr.add_argument("--mask", default=None, help="ground-truth label image (optional)")
+    pr.add_argument("--out", required=True, help="the panel PNG to write")
+    pr.add_argument("--threads", type=int, default=None)
     return ap
 
 
@@ -111,6 +136,8 @@ def _summary(args) -> int:
         shape = (1, 1, 32, 32)
     elif name in ("resnet20", "resnet32", "resnet44", "resnet56"):
         shape = (1, 3, 32, 32)
+    elif _is_unet(name):
+        shape = (1, 1, 256, 256)
     else:
         shape = (1, 3, 224, 224)
     kwargs = {"in_channels": shape[1]}
@@ -145,10 +172,25 @@ def _augmentation(args):
     return steps
 
 
+def _is_unet(model: str) -> bool:
+    return model.lower() == "unet"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "summary":
         return _summary(args)
+    if args.command == "predict" or _is_unet(args.model):
+        if not _is_unet(args.model):
+            print(f"cnnrs: predict supports unet only, got {args.model!r}", file=sys.stderr)
+            return 2
+        import cnnrs
+
+        if args.threads is not None:
+            cnnrs.set_num_threads(args.threads)
+        run = {"train": _unet_cli.train, "eval": _unet_cli.evaluate,
+               "predict": _unet_cli.predict}[args.command]
+        return run(args)
     import cnnrs
     from cnnrs import io, models, training
     from cnnrs.data import DataLoader, TensorDataset
@@ -193,6 +235,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     cnnrs.manual_seed(args.seed)
     model = models.get_model(args.model, num_classes=10, in_channels=1)
+    args.optimizer = args.optimizer or "sgd"
     epochs = args.epochs if args.epochs is not None else epochs_d
     lr = args.lr or lr_d
     wd = args.weight_decay if args.weight_decay is not None else wd_d

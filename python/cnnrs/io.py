@@ -19,7 +19,7 @@ import numpy as np
 
 from ._tensor import Tensor, _to_f32_array
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "load_metadata"]
 
 _DTYPES = {
     "F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2"),
@@ -127,6 +127,37 @@ def _first_offset(info: Any) -> int:
         return v if isinstance(v, int) else 0
     except (KeyError, IndexError, TypeError):
         return 0
+
+
+def load_metadata(path: str) -> Dict[str, str]:
+    """The ``__metadata__`` strings of a safetensors file (``{}`` if none),
+    read from its header only.
+
+    Raises:
+        ValueError: naming the file when it is not safetensors or its
+            header is corrupt.
+
+    Example:
+        >>> cnnrs.io.load_metadata("unet-nuclei.safetensors")["model"]
+        'unet'
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"load_metadata: {path} is not a safetensors file")
+        n = int.from_bytes(head, "little")
+        if n > _MAX_HEADER:
+            raise ValueError(f"load_metadata: {path} is not a safetensors file (header of "
+                             f"{n} bytes)")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"load_metadata: {path} has a corrupt safetensors header: {e}") from e
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise ValueError(f"load_metadata: {path} has a corrupt __metadata__ entry")
+    return {str(k): str(v) for k, v in meta.items()}
 
 
 def load(path: str, as_numpy: bool = False) -> "OrderedDict[str, Any]":

@@ -8,12 +8,15 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from . import metrics
 from ._progress import Progress
 from ._tensor import Tensor, no_grad
 from .data import MNIST, DataLoader, FashionMNIST, load_digits
 from .nn import functional as F
 
-__all__ = ["resize_bilinear", "prepare_dataset", "train_epoch", "evaluate", "DIGITS_TEST_FRACTION"]
+__all__ = ["resize_bilinear", "prepare_dataset", "train_epoch", "evaluate", "DIGITS_TEST_FRACTION",
+           "SEGMENTATION_LOSSES", "segmentation_loss", "train_segmentation_epoch",
+           "predict_segmentation", "evaluate_segmentation"]
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -124,3 +127,117 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> Dict
 def default_out(model: str, dataset: str) -> str:
     """Where ``cnnrs train`` saves weights when ``--out`` is not given."""
     return os.path.join(os.getcwd(), f"{model}-{dataset}.safetensors")
+
+
+# --- segmentation -------------------------------------------------------------------------
+
+SEGMENTATION_LOSSES = ("ce", "dice", "ce+dice")
+
+
+def segmentation_loss(logits: Tensor, masks: np.ndarray, kind: str = "ce+dice",
+                      pixel_weight=None) -> Tensor:
+    """Per-pixel loss of ``(N, C, H, W)`` logits against ``(N, H, W)`` labels:
+    ``'ce'`` (cross-entropy, weighted by ``pixel_weight`` when given),
+    ``'dice'`` (soft Dice over the softmax, foreground classes only), or
+    ``'ce+dice'`` (their sum)."""
+    if kind not in SEGMENTATION_LOSSES:
+        raise ValueError(f"segmentation_loss: kind must be one of {SEGMENTATION_LOSSES}, "
+                         f"got {kind!r}")
+    loss = None
+    if kind in ("ce", "ce+dice"):
+        loss = F.cross_entropy(logits, masks, pixel_weight=pixel_weight)
+    if kind in ("dice", "ce+dice"):
+        d = F.dice_loss(logits, masks, include_background=logits.shape[1] <= 1)
+        loss = d if loss is None else loss + d
+    return loss
+
+
+def _center(a, h: int, w: int):
+    """The centre ``(h, w)`` of the last two dims of ``a`` (offsets floored,
+    as ``F.center_crop``): the pixels a ``'valid'`` U-Net's output covers."""
+    if a is None or a.shape[-2:] == (h, w):
+        return a
+    arr = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
+    top, left = (arr.shape[-2] - h) // 2, (arr.shape[-1] - w) // 2
+    return np.ascontiguousarray(arr[..., top:top + h, left:left + w])
+
+
+def train_segmentation_epoch(model, loader: DataLoader, optimizer, loss: str = "ce+dice",
+                             desc: str = "", schedule: Optional[Callable[[], None]] = None
+                             ) -> Dict[str, float]:
+    """One pass over a loader of ``(images, masks[, weights])`` batches;
+    returns the mean loss and the pixel accuracy on the training crops.
+    When the logits are smaller than the masks (a ``'valid'``-padding
+    U-Net), masks and weights are cropped to their centre."""
+    model.train()
+    total, correct, pixels, seen = 0.0, 0, 0, 0
+    with Progress(len(loader), desc=desc) as bar:
+        for batch in loader:
+            xb, yb = batch[0], batch[1]
+            wb = batch[2] if len(batch) > 2 else None
+            logits = model(xb)
+            yb, wb = _center(yb, *logits.shape[2:]), _center(wb, *logits.shape[2:])
+            lv = segmentation_loss(logits, yb, loss, wb)
+            optimizer.zero_grad()
+            lv.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule()
+            n = len(yb)
+            total += lv.item() * n
+            seen += n
+            correct += int((logits.numpy().argmax(1) == yb).sum())
+            pixels += yb.size
+            bar.update(1, f"loss {total / seen:.4f}")
+    return {"loss": total / max(seen, 1), "pixel_accuracy": correct / max(pixels, 1)}
+
+
+def predict_segmentation(model, image: np.ndarray) -> np.ndarray:
+    """Class scores ``(C, H, W)`` (logits) of one ``(C_in, H, W)`` image, in
+    eval mode without a graph. A ``'valid'``-padding U-Net gets the input
+    mirror-padded so its output covers the whole image (the paper's
+    overlap-tile strategy, as one tile)."""
+    model.eval()
+    x = np.asarray(image, dtype=np.float32)
+    h, w = x.shape[1:]
+    crop = None
+    if getattr(model, "padding", "same") == "valid" and hasattr(model, "output_size"):
+        def need(n: int) -> int:
+            for p in range(0, 4 * n + 1024):
+                try:
+                    if model.output_size(n + p, n + p)[0] >= n:
+                        return p
+                except ValueError:
+                    continue
+            raise ValueError(f"predict_segmentation: no padding makes size {n} work")
+        ph, pw = need(h), need(w)
+        x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
+        crop = (h, w)
+    with no_grad():
+        out = model(Tensor(x[None])).numpy()[0]
+    if crop is not None:
+        top, left = (out.shape[1] - h) // 2, (out.shape[2] - w) // 2
+        out = out[:, top:top + h, left:left + w]
+    return out
+
+
+def evaluate_segmentation(model, images, masks, num_classes: Optional[int] = None
+                          ) -> Dict[str, object]:
+    """Hard Dice and IoU of ``model`` on whole images (each predicted
+    separately), counted over all their pixels. ``dice``/``iou`` are the
+    foreground scores: class 1 for two classes, else the mean over classes
+    1..C-1; ``*_per_class`` hold every class."""
+    preds, targets = [], []
+    for img, m in zip(images, masks):
+        preds.append(predict_segmentation(model, img).argmax(0).reshape(-1))
+        targets.append(np.asarray(m, dtype=np.int64).reshape(-1))
+    pred, target = np.concatenate(preds), np.concatenate(targets)
+    c = num_classes or getattr(model, "num_classes", None) or int(max(pred.max(), target.max())) + 1
+    d = metrics.dice(pred, target, num_classes=c)
+    j = metrics.iou(pred, target, num_classes=c)
+    fg = slice(1, None)
+    return {"dice": float(np.nanmean(d[fg])) if c > 1 else float(d[0]),
+            "iou": float(np.nanmean(j[fg])) if c > 1 else float(j[0]),
+            "dice_per_class": [round(float(v), 4) for v in d],
+            "iou_per_class": [round(float(v), 4) for v in j],
+            "pixel_accuracy": float((pred == target).mean())}

@@ -18,17 +18,18 @@ from .resnet import (
     resnet152,
 )
 from .summary import Summary, summary
+from .unet import UNet, unet
 
 __all__ = ["LeNet5", "lenet5", "AlexNet", "alexnet", "ResNet", "CifarResNet", "BasicBlock",
            "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-           "resnet20", "resnet32", "resnet44", "resnet56", "get_model", "MODELS", "summary",
-           "Summary"]
+           "resnet20", "resnet32", "resnet44", "resnet56", "UNet", "unet", "get_model", "MODELS",
+           "summary", "Summary"]
 
 MODELS = {
     "lenet": lenet5, "lenet5": lenet5, "alexnet": alexnet,
     "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
     "resnet152": resnet152, "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44,
-    "resnet56": resnet56,
+    "resnet56": resnet56, "unet": unet,
 }
 
 

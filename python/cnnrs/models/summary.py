@@ -52,8 +52,18 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def _geometry(m) -> Tuple[int, int, int]:
-    """(kernel, stride, dilation) of a spatial layer along H; (1, 1, 1) else."""
+def _geometry(m) -> Tuple[int, float, int]:
+    """(kernel, stride, dilation) of a spatial layer along H; (1, 1, 1) else.
+    Up-sampling layers report the input taps one output pixel reads and a
+    fractional stride: a transposed conv reads ``ceil(k / s)`` inputs (2x2
+    stride 2: one), a bilinear x2 upsample two, nearest one."""
+    if isinstance(m, nn.ConvTranspose2d):
+        k, s = _pair(m.kernel_size)[0], _pair(m.stride)[0]
+        return -(-k // s), 1.0 / s, _pair(m.dilation)[0]
+    if isinstance(m, nn.Upsample):
+        f = m.scale_factor[0] if isinstance(m.scale_factor, tuple) else m.scale_factor
+        taps = {"nearest": 1, "bilinear": 2, "bicubic": 4}.get(m.mode, 1)
+        return taps, (1.0 / f if f else 1.0), 1
     if isinstance(m, nn.Conv2d):
         return _pair(m.kernel_size)[0], _pair(m.stride)[0], _pair(m.dilation)[0]
     for attr in ("kernel_size",):
@@ -109,10 +119,14 @@ def summary(model: nn.Module, input_shape: Sequence[int]) -> Summary:
             if isinstance(m, nn.Conv2d) and isinstance(out, Tensor):
                 kh, kw = _pair(m.kernel_size)
                 flops = 2 * out.numel() * (m.in_channels // m.groups) * kh * kw
+            elif isinstance(m, nn.ConvTranspose2d) and isinstance(out, Tensor):
+                kh, kw = _pair(m.kernel_size)
+                flops = 2 * x.numel() * (m.out_channels // m.groups) * kh * kw
             elif isinstance(m, nn.Linear) and isinstance(out, Tensor):
                 flops = 2 * out.numel() * m.in_features
             result.rows.append(LayerRow(names.get(id(m), "?"), type(m).__name__,
-                                        tuple(getattr(out, "shape", ())), params, flops, rf))
+                                        tuple(getattr(out, "shape", ())), params, flops,
+                                        int(round(rf))))
             return out
 
         return hooked

@@ -7,7 +7,7 @@ from .dropout import Cutout, Dropout, Dropout2d, MaxPoolDropout2d
 from .layers import Flatten, Identity, ReLU
 from .linear import Linear
 from .local import LocallyConnected2d
-from .loss import CrossEntropyLoss, LogSoftmax, MSELoss, Softmax
+from .loss import BCEWithLogitsLoss, CrossEntropyLoss, DiceLoss, LogSoftmax, MSELoss, Softmax
 from .module import Module, ModuleList, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -21,5 +21,5 @@ __all__ = [
     "Upsample",
     "BatchNorm1d", "BatchNorm2d",
     "Dropout", "Dropout2d", "Cutout", "MaxPoolDropout2d", "LocallyConnected2d",
-    "CrossEntropyLoss", "MSELoss", "Softmax", "LogSoftmax",
+    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "DiceLoss", "Softmax", "LogSoftmax",
 ]

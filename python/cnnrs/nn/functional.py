@@ -759,7 +759,8 @@ def linear(input: Any, weight: Any, bias: Any = None) -> Tensor:
 
 
 # --- softmax and losses -------------------------------------------------------
-__all__ += ["softmax", "log_softmax", "cross_entropy", "mse_loss"]
+__all__ += ["softmax", "log_softmax", "cross_entropy", "mse_loss",
+            "binary_cross_entropy_with_logits", "dice_loss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -854,7 +855,7 @@ def log_softmax(input: Any, dim: int) -> Tensor:
 
 
 def cross_entropy(input: Any, target: Any, reduction: str = "mean",
-                  ignore_index: int = -100) -> Tensor:
+                  ignore_index: int = -100, *, pixel_weight: Any = None) -> Tensor:
     """Cross-entropy between logits and integer class labels (log-softmax over
     the class dim fused with the negative log-likelihood).
 
@@ -868,6 +869,14 @@ def cross_entropy(input: Any, target: Any, reduction: str = "mean",
             ``ignore_index``; NaN if there are none), ``'sum'`` or ``'none'``
             (per-label losses, shaped like ``target``).
         ignore_index: labels equal to it contribute no loss and no gradient.
+        pixel_weight: optional per-label weights shaped like ``target``
+            (finite, >= 0; a constant, it gets no gradient), e.g. the U-Net
+            paper's weight map (:func:`cnnrs.data.unet_weight_map`). Each
+            label's loss is multiplied by its weight, and ``'mean'`` divides
+            the weighted sum by the sum of the weights of the labels not
+            equal to ``ignore_index`` (PyTorch's convention for its
+            per-class ``weight``; NaN when that sum is 0), so all-ones
+            weights give the unweighted loss. Keyword-only; not in PyTorch.
 
     Shape:
         Input ``(N, C, *)``, target ``(N, *)``; output ``()`` for ``'mean'``
@@ -875,8 +884,9 @@ def cross_entropy(input: Any, target: Any, reduction: str = "mean",
 
     Raises:
         ValueError: a label outside ``[0, C)`` (not ``ignore_index``), a
-            target shape that does not match the input, a 0-d input, or an
-            unknown reduction.
+            target shape that does not match the input, a 0-d input, an
+            unknown reduction, a ``pixel_weight`` not shaped like the target
+            or holding negative or non-finite values.
         TypeError: bool/str/object labels, float labels that are not
             integers, or a non-str reduction.
 
@@ -893,7 +903,8 @@ def cross_entropy(input: Any, target: Any, reduction: str = "mean",
     red = _check_reduction(reduction, op)
     labels = _class_labels(target, op)
     ign = _int(ignore_index, op)
-    return Tensor._wrap(_native.cross_entropy(_t(input)._v, labels, red, ign))
+    w = None if pixel_weight is None else _t(pixel_weight)._v
+    return Tensor._wrap(_native.cross_entropy(_t(input)._v, labels, red, ign, w))
 
 
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
@@ -921,3 +932,108 @@ def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
     """
     red = _check_reduction(reduction, "mse_loss")
     return Tensor._wrap(_native.mse_loss(_t(input)._v, _t(target)._v, red))
+
+
+def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None, *,
+                                     reduction: str = "mean", pos_weight: Any = None) -> Tensor:
+    """Sigmoid and binary cross-entropy in one numerically stable op, as
+    ``torch.nn.functional.binary_cross_entropy_with_logits``.
+
+    Per element, with ``p = pos_weight`` and ``w = weight`` (default 1):
+    ``l = -w * (p * y * log(sigmoid(x)) + (1 - y) * log(1 - sigmoid(x)))``,
+    computed as ``w * ((1 - y) * x + (1 + (p - 1) * y) * softplus(-x))`` so
+    large logits neither overflow nor lose precision.
+
+    Args:
+        input: logits, any shape.
+        target: the same shape as ``input``, usually in [0, 1] (soft labels
+            allowed; it may require grad).
+        weight: optional rescaling weight that broadcasts to the input's
+            shape (a constant).
+        reduction: ``'mean'`` (over all elements; the weights do not enter
+            the divisor), ``'sum'`` or ``'none'``. Keyword-only.
+        pos_weight: optional weight of the positive term, broadcasting to the
+            input's shape (e.g. ``(C, 1, 1)`` for per-channel weights of an
+            ``(N, C, H, W)`` input, or ``(C,)`` for ``(N, C)``): values above
+            1 raise recall. Keyword-only.
+
+    Shape:
+        Input and target ``(*)``; output ``()`` for ``'mean'``/``'sum'``, the
+        input's shape for ``'none'``.
+
+    Raises:
+        ValueError: target shape differs from the input's, a weight or
+            pos_weight that does not broadcast to it, an unknown reduction.
+        TypeError: a non-str reduction.
+
+    Example:
+        >>> logits = cnnrs.randn(2, 1, 8, 8).requires_grad_()
+        >>> mask = (np.random.rand(2, 1, 8, 8) > 0.5).astype(np.float32)
+        >>> F.binary_cross_entropy_with_logits(logits, mask).backward()
+
+    Differences from PyTorch: no deprecated ``size_average``/``reduce``;
+    ``reduction`` and ``pos_weight`` are keyword-only.
+    """
+    op = "binary_cross_entropy_with_logits"
+    red = _check_reduction(reduction, op)
+    w = None if weight is None else _t(weight)._v
+    pw = None if pos_weight is None else _t(pos_weight)._v
+    return Tensor._wrap(_native.binary_cross_entropy_with_logits(
+        _t(input)._v, _t(target)._v, red, w, pw))
+
+
+def dice_loss(input: Any, target: Any, *, smooth: float = 1.0, activation: str = "softmax",
+              include_background: bool = True, ignore_index: int = -100,
+              reduction: str = "mean") -> Tensor:
+    """Soft Dice loss ``1 - (2 * sum(p * g) + smooth) / (sum(p) + sum(g) + smooth)``
+    on predicted probabilities ``p``, per sample and class (not in PyTorch's
+    core; as in MONAI's ``DiceLoss`` with ``smooth_nr = smooth_dr = smooth``).
+
+    Args:
+        input: logits ``(N, C, *)`` (e.g. ``(N, C, H, W)``).
+        target: with ``activation='softmax'``: integer class labels
+            ``(N, *)`` (one-hot encoded inside; ``C >= 2``); with
+            ``'sigmoid'``: values in [0, 1] shaped like ``input`` (a binary
+            mask per channel; ``C = 1`` for one foreground class).
+        smooth: added to numerator and denominator (>= 0). Default 1. With 0
+            a class absent from both prediction and target gives NaN.
+        activation: ``'softmax'`` over the class dim or elementwise
+            ``'sigmoid'``.
+        include_background: keep class 0 (softmax only); False drops it from
+            the loss.
+        ignore_index: labels equal to it are left out of every sum (softmax
+            only).
+        reduction: ``'mean'`` over the ``N * C'`` per-sample, per-class
+            losses, ``'sum'``, or ``'none'`` (shape ``(N, C')``; ``C' = C``,
+            or ``C - 1`` without the background).
+
+    Shape:
+        Input ``(N, C, *)``; output ``()``, or ``(N, C')`` for ``'none'``.
+
+    Raises:
+        ValueError: an unknown activation or reduction, a target that does
+            not fit the input, labels out of range, fewer than 2 classes with
+            softmax, sigmoid targets outside [0, 1], a negative smooth,
+            ``include_background=False`` with sigmoid.
+        TypeError: non-integral labels, non-str options.
+
+    Example:
+        >>> logits = cnnrs.randn(2, 3, 16, 16).requires_grad_()
+        >>> labels = np.random.randint(0, 3, (2, 16, 16))
+        >>> F.dice_loss(logits, labels).backward()
+    """
+    op = "dice_loss"
+    red = _check_reduction(reduction, op)
+    if not isinstance(activation, str) or activation not in ("softmax", "sigmoid"):
+        raise ValueError(f"{op}: activation must be 'softmax' or 'sigmoid', got {activation!r}")
+    if isinstance(smooth, bool) or not isinstance(smooth, numbers.Real):
+        raise TypeError(f"{op}: smooth must be a number, got {type(smooth).__name__}")
+    x = _t(input)
+    if activation == "softmax":
+        labels = _class_labels(target, op)
+        return Tensor._wrap(_native.dice_loss_labels(
+            x._v, labels, float(smooth), bool(include_background), _int(ignore_index, op), red))
+    if not include_background:
+        raise ValueError(f"{op}: include_background=False applies to softmax with class labels "
+                         "only")
+    return Tensor._wrap(_native.dice_loss_probs(x._v, _t(target)._v, float(smooth), red))

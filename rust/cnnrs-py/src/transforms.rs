@@ -123,7 +123,47 @@ fn t_normalize<'py>(
     })
 }
 
+/// Joint random crop / flip / quarter turn of (M, C, H, W) images and their
+/// (M, H, W) int64 masks; sample i reads source `sources[i]`.
+#[pyfunction]
+#[pyo3(signature = (images, masks, sources, size, flip, rot90, seed=None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn t_random_crop_pairs<'py>(
+    py: Python<'py>,
+    images: PyReadonlyArrayDyn<'py, f32>,
+    masks: PyReadonlyArrayDyn<'py, i64>,
+    sources: Vec<usize>,
+    size: (usize, usize),
+    flip: bool,
+    rot90: bool,
+    seed: Option<u64>,
+) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArrayDyn<i64>>)> {
+    let (data, s) = batch(&images, "random_crop_pairs")?;
+    let ms = masks.shape();
+    if ms != [s[0], s[2], s[3]] {
+        return Err(PyValueError::new_err(format!(
+            "random_crop_pairs: masks must be (M, H, W) = {} for images {}, got {}",
+            cnnrs_core::error::fmt_shape(&[s[0], s[2], s[3]]),
+            cnnrs_core::error::fmt_shape(&s),
+            cnnrs_core::error::fmt_shape(ms)
+        )));
+    }
+    let mdata: Vec<i64> = match masks.as_slice() {
+        Ok(v) => v.to_vec(),
+        Err(_) => masks.as_array().iter().copied().collect(),
+    };
+    let n = sources.len();
+    let aug = core::pairs::PairAugment { size, flip, rot90 };
+    let (xi, xm) = compute(py, move || {
+        core::pairs::random_crop_pairs(&data, s, &mdata, &sources, &aug, seed)
+    })?;
+    let xi = out(py, xi, [n, s[1], size.0, size.1])?;
+    let xm = PyArray1::from_vec(py, xm).reshape(vec![n, size.0, size.1])?;
+    Ok((xi, xm))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(t_random_crop_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(t_random_crop, m)?)?;
     m.add_function(wrap_pyfunction!(t_hflip, m)?)?;
     m.add_function(wrap_pyfunction!(t_translate, m)?)?;

@@ -14,6 +14,8 @@
 //!   sampling, `fill` outside.
 //! - `cutout`: zero one `size x size` square per image (clipped at borders).
 //! - `normalize`: `(x - mean[c]) / std[c]`.
+//! - `pairs::random_crop_pairs`: joint crop / flip / quarter-turn of image
+//!   and mask pairs for segmentation (same parameters for both).
 
 use rayon::prelude::*;
 
@@ -21,6 +23,9 @@ use crate::error::{fmt_shape, Result};
 use crate::rng::with_rng;
 use crate::{arg_err, shape_err};
 
+pub mod pairs;
+#[cfg(test)]
+mod pairs_tests;
 #[cfg(test)]
 mod tests;
 

@@ -9,20 +9,35 @@
 //!   `(softmax - onehot) * scale`, where `scale` is `1/count` for `mean`
 //!   (count = labels not equal to `ignore_index`), 1 for `sum`, the output
 //!   gradient for `none`.
+//!   [`cross_entropy_weighted`] adds a per-label weight map (the U-Net
+//!   paper's); `mean` then divides by the sum of the weights.
 //! - [`mse_loss`]: `(input - target)^2`, same shapes required (no
 //!   broadcasting).
+//! - [`binary_cross_entropy_with_logits`]: stable sigmoid + BCE with
+//!   PyTorch's `weight` and `pos_weight` (see `bce.rs`).
+//! - [`dice_loss`]: soft Dice on softmax or sigmoid probabilities, per
+//!   sample and class (see `dice.rs`).
 
 use crate::arg_err;
 use crate::error::Result;
 
+mod bce;
 mod cross_entropy;
+mod dice;
 mod mse;
 pub mod reference;
 mod softmax;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_seg;
 
-pub use cross_entropy::{ce_geometry, cross_entropy, cross_entropy_forward, CeGeometry};
+pub use bce::{bce_with_logits_forward, binary_cross_entropy_with_logits};
+pub use cross_entropy::{
+    ce_geometry, cross_entropy, cross_entropy_forward, cross_entropy_weighted, weighted_forward,
+    CeGeometry,
+};
+pub use dice::{dice_loss, dice_loss_forward, DiceParams, DiceTarget};
 pub use mse::{mse_loss, mse_loss_forward};
 pub use softmax::{log_softmax, softmax, softmax_backward, softmax_forward};
 

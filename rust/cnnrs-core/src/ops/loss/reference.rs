@@ -52,3 +52,63 @@ pub fn cross_entropy_none(
     }
     out
 }
+
+/// Per-element `binary_cross_entropy_with_logits` straight from the
+/// definition `-w [pw y log s(x) + (1 - y) log(1 - s(x))]`, `s` the sigmoid,
+/// in f64 (weights already broadcast to the input's length).
+pub fn bce_with_logits_none(x: &[f64], y: &[f64], w: &[f64], pw: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0f64; x.len()];
+    for i in 0..x.len() {
+        let s = 1.0 / (1.0 + (-x[i]).exp());
+        out[i] = -w[i] * (pw[i] * y[i] * s.ln() + (1.0 - y[i]) * (1.0 - s).ln());
+    }
+    out
+}
+
+/// Soft Dice losses `1 - (2I + s)/(P + G + s)` per (sample, class) for
+/// logits `[n, c, inner]`: softmax probabilities against one-hot `labels`
+/// (`Some`, pixels equal to `ignore` skipped) or sigmoid probabilities
+/// against `probs` (`None` labels). Classes from `c0` on.
+#[allow(clippy::too_many_arguments)]
+pub fn dice_none(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    inner: usize,
+    labels: Option<(&[i64], i64)>,
+    probs: &[f64],
+    smooth: f64,
+    c0: usize,
+) -> Vec<f64> {
+    let p = match labels {
+        Some(_) => softmax(x, &[n, c, inner], 1, false),
+        None => x.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
+    };
+    let mut out = Vec::new();
+    for o in 0..n {
+        for k in c0..c {
+            let (mut i_, mut p_, mut g_) = (0.0, 0.0, 0.0);
+            for i in 0..inner {
+                let at = (o * c + k) * inner + i;
+                let (g, m) = match labels {
+                    Some((l, ignore)) => {
+                        let t = l[o * inner + i];
+                        if t == ignore {
+                            (0.0, 0.0)
+                        } else if t == k as i64 {
+                            (1.0, 1.0)
+                        } else {
+                            (0.0, 1.0)
+                        }
+                    }
+                    None => (probs[at], 1.0),
+                };
+                i_ += m * p[at] * g;
+                p_ += m * p[at];
+                g_ += m * g;
+            }
+            out.push(1.0 - (2.0 * i_ + smooth) / (p_ + g_ + smooth));
+        }
+    }
+    out
+}
