@@ -19,12 +19,15 @@ __all__ = [
     "avg_pool2d",
     "backward_profile",
     "batch_norm",
+    "binary_cross_entropy_with_logits",
     "cat",
     "center_crop",
     "conv2d",
     "conv_transpose2d",
     "cross_entropy",
     "cutout",
+    "dice_loss_labels",
+    "dice_loss_probs",
     "div",
     "dropout",
     "dropout2d",
@@ -60,6 +63,7 @@ __all__ = [
     "t_hflip",
     "t_normalize",
     "t_random_crop",
+    "t_random_crop_pairs",
     "t_translate",
 ]
 ALLOCATOR_TUNED: bool
@@ -150,10 +154,20 @@ def manual_seed(seed: int) -> None: ...
 def softmax(x: Var, dim: int) -> Var: ...
 def log_softmax(x: Var, dim: int) -> Var: ...
 def cross_entropy(x: Var, target: npt.NDArray[np.int64], reduction: str,
-                  ignore_index: int) -> Var: ...
+                  ignore_index: int, pixel_weight: Optional[Var] = None) -> Var: ...
+def binary_cross_entropy_with_logits(x: Var, target: Var, reduction: str,
+                                     weight: Optional[Var] = None,
+                                     pos_weight: Optional[Var] = None) -> Var: ...
+def dice_loss_labels(x: Var, target: npt.NDArray[np.int64], smooth: float,
+                     include_background: bool, ignore_index: int, reduction: str) -> Var: ...
+def dice_loss_probs(x: Var, target: Var, smooth: float, reduction: str) -> Var: ...
 def mse_loss(x: Var, target: Var, reduction: str) -> Var: ...
 
 # batched augmentation (numpy in, new numpy out)
+def t_random_crop_pairs(images: _F32, masks: npt.NDArray[np.int64], sources: Sequence[int],
+                        size: Tuple[int, int], flip: bool, rot90: bool,
+                        seed: Optional[int] = None
+                        ) -> Tuple[_F32, npt.NDArray[np.int64]]: ...
 def t_random_crop(x: _F32, size: Tuple[int, int], padding: int, fill: float) -> _F32: ...
 def t_hflip(x: _F32, p: float) -> _F32: ...
 def t_translate(x: _F32, max_dy: int, max_dx: int, fill: float) -> _F32: ...
