@@ -1,19 +1,27 @@
-//! Backward kernels. Input gradient: `dcol = W^T · dy` per panel, then
-//! `col2im` scatter-adds it into `dx` (parallel over images and groups).
-//! Weight gradient: `dW += dy · col(x)^T` per image, the batch split into a
-//! fixed number of chunks whose partial sums are reduced in chunk order.
-//! Bias gradient: a sum over N, H, W in float64.
+//! Backward kernels.
+//! - Input gradient: for stride 1, the convolution of `dy` with the flipped,
+//!   transposed weight (padding `(k-1)*d - pad`), i.e. the forward kernels
+//!   with no column matrix and no scatter; otherwise `dcol = W^T · dy` per
+//!   panel, then `col2im` scatter-adds it into `dx`. Parallel over images
+//!   and groups.
+//! - Weight gradient: `dW += dy · col(x)^T` per image, on the wide grid
+//!   (see [`super::wide`]) where the GEMM packs `col(x)^T` from a padded
+//!   copy of the image, else per panel of output rows; the batch is split
+//!   into a fixed number of chunks whose partial sums are reduced in chunk
+//!   order.
+//! - Bias gradient: a sum over N, H, W in float64.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::forward::{gemm_fn, im2col, valid_range, GemmFn};
+use super::forward::{im2col, valid_range, GemmFn};
 use super::params::Conv2dGeom;
+use super::wide::{WideColsT, WideGeom};
 use super::{panel_len, with_scratch, Tuning};
 use crate::arg_err;
 use crate::error::Result;
-use crate::kernels::{gemm, GemmOpts, MatRef};
+use crate::kernels::{GemmOpts, MatRef};
 use crate::tensor::{try_zeros, Tensor};
 
 /// The adjoint of [`im2col`]: adds `col` `[K, (oh1-oh0)*w_out]` back into the
@@ -77,7 +85,7 @@ fn dx_one(
             bias_row: bias,
             ..GemmOpts::default()
         };
-        mm(wt, MatRef::row_major(dy, gm.c_out_g, hw, hw), dx, hw, &opts);
+        mm.call(wt, MatRef::row_major(dy, gm.c_out_g, hw, hw), dx, hw, &opts);
         return Ok(());
     }
     if let Some(b) = bias {
@@ -93,7 +101,7 @@ fn dx_one(
             let cols = (oh1 - oh0) * w_out;
             let dcol = &mut buf[..k * cols]; // [K, cols]
             let dy_panel = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
-            mm(wt, dy_panel, dcol, cols, &opts);
+            mm.call(wt, dy_panel, dcol, cols, &opts);
             col2im(dcol, gm, oh0, oh1, dx);
         }
         Ok(())
@@ -111,6 +119,12 @@ pub(crate) fn grad_input(
     gm: &Conv2dGeom,
     tuning: &Tuning,
 ) -> Result<Tensor> {
+    if gm.c_in_g >= tuning.flip_min_channels {
+        if let Some(dual) = flipped_geom(gm) {
+            let wf = flip_weight(w, gm);
+            return super::forward::run(dy, &wf, bias, &dual, false, tuning);
+        }
+    }
     let mut dx = Tensor::zeros(&[gm.n, gm.c_in, gm.h_in, gm.w_in])?;
     let dx_chunk = gm.c_in_g * gm.hw_in(); // one image of one group
     if dx.numel() == 0 || dx_chunk == 0 {
@@ -137,15 +151,73 @@ pub(crate) fn grad_input(
                 .par_chunks_mut(dx_chunk)
                 .with_min_len(min_len)
                 .enumerate()
-                .try_for_each(|(t, d)| task(t, d, gemm))
+                .try_for_each(|(t, d)| task(t, d, tuning.mm(false)))
         })?,
         None => {
             for (t, d) in dx.data_mut().chunks_mut(dx_chunk).enumerate() {
-                task(t, d, gemm_fn(true))?;
+                task(t, d, tuning.mm(true))?;
             }
         }
     }
     Ok(dx)
+}
+
+/// For a stride-1 convolution, the convolution whose forward pass is this
+/// one's input gradient: input `dy`, output `dx`, weight [`flip_weight`],
+/// padding `(k-1)*d - pad` before and the rest after (`None` when either is
+/// negative: padding wider than the kernel's reach).
+pub(super) fn flipped_geom(gm: &Conv2dGeom) -> Option<Conv2dGeom> {
+    if gm.stride_h != 1 || gm.stride_w != 1 || gm.is_pointwise() {
+        return None;
+    }
+    let span_h = (gm.k_h - 1) * gm.dil_h;
+    let span_w = (gm.k_w - 1) * gm.dil_w;
+    let pad_top = span_h.checked_sub(gm.pad_top)?;
+    let pad_left = span_w.checked_sub(gm.pad_left)?;
+    // dx rows: h_out + pad_top + pad_bottom - span_h = h_in.
+    let pad_bottom = (gm.h_in + span_h).checked_sub(gm.h_out + pad_top)?;
+    let pad_right = (gm.w_in + span_w).checked_sub(gm.w_out + pad_left)?;
+    Some(Conv2dGeom {
+        n: gm.n,
+        c_in: gm.c_out,
+        h_in: gm.h_out,
+        w_in: gm.w_out,
+        c_out: gm.c_in,
+        k_h: gm.k_h,
+        k_w: gm.k_w,
+        h_out: gm.h_in,
+        w_out: gm.w_in,
+        stride_h: 1,
+        stride_w: 1,
+        dil_h: gm.dil_h,
+        dil_w: gm.dil_w,
+        pad_top,
+        pad_bottom,
+        pad_left,
+        pad_right,
+        groups: gm.groups,
+        c_in_g: gm.c_out_g,
+        c_out_g: gm.c_in_g,
+    })
+}
+
+/// The weight of [`flipped_geom`]: `[c_in, c_out_g, k_h, k_w]` with
+/// `wf[g*c_in_g + ci, co, kh, kw] = w[g*c_out_g + co, ci, k_h-1-kh, k_w-1-kw]`.
+pub(super) fn flip_weight(w: &[f32], gm: &Conv2dGeom) -> Vec<f32> {
+    let taps = gm.k_h * gm.k_w;
+    let mut wf = vec![0.0f32; w.len()];
+    for g in 0..gm.groups {
+        for co in 0..gm.c_out_g {
+            for ci in 0..gm.c_in_g {
+                let src = ((g * gm.c_out_g + co) * gm.c_in_g + ci) * taps;
+                let dst = ((g * gm.c_in_g + ci) * gm.c_out_g + co) * taps;
+                for t in 0..taps {
+                    wf[dst + t] = w[src + taps - 1 - t];
+                }
+            }
+        }
+    }
+    wf
 }
 
 /// One image of one group: `dw [c_out_g, K] += dy [c_out_g, hw_out] · col(x)^T`.
@@ -154,6 +226,7 @@ fn dw_one(
     dy: &[f32],
     dw: &mut [f32],
     gm: &Conv2dGeom,
+    wide: Option<&WideGeom>,
     tuning: &Tuning,
     mm: GemmFn,
 ) -> Result<()> {
@@ -164,8 +237,33 @@ fn dw_one(
     };
     if gm.is_pointwise() {
         let xt = MatRef::transposed(x, hw, k, hw); // [hw, c_in_g]
-        mm(MatRef::row_major(dy, gm.c_out_g, hw, hw), xt, dw, k, &acc);
+        mm.call(MatRef::row_major(dy, gm.c_out_g, hw, hw), xt, dw, k, &acc);
         return Ok(());
+    }
+    if let Some(wg) = wide {
+        // dW = dy_wide [c_out_g, h_out*wq] · col_wide^T: the junk columns of
+        // the grid meet zeros in dy_wide.
+        let (wq, n_wide) = (wg.wq, wg.n_wide);
+        let dyw_len = gm.c_out_g * n_wide;
+        return with_scratch(wg.xq_len + dyw_len, |buf| {
+            let (xq, dyw) = buf.split_at_mut(wg.xq_len);
+            wg.build(gm, x, xq);
+            for (drow, srow) in dyw.chunks_exact_mut(n_wide).zip(dy.chunks_exact(hw)) {
+                for (d, s) in drow.chunks_exact_mut(wq).zip(srow.chunks_exact(w_out)) {
+                    d[..w_out].copy_from_slice(s);
+                    d[w_out..].fill(0.0);
+                }
+            }
+            let src = WideColsT {
+                xq,
+                offsets: &wg.offsets,
+                col0: 0,
+                cols: n_wide,
+            };
+            let a = MatRef::row_major(dyw, gm.c_out_g, n_wide, n_wide);
+            mm.src(a, &src, dw, k, &acc);
+            Ok(())
+        });
     }
     let rows = tuning.panel_rows(gm);
     with_scratch(panel_len(gm, rows)?, |buf| {
@@ -175,7 +273,7 @@ fn dw_one(
             let col = &mut buf[..k * cols]; // [K, cols]
             im2col(x, gm, oh0, oh1, col);
             let dy_panel = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
-            mm(
+            mm.call(
                 dy_panel,
                 MatRef::transposed(col, cols, k, cols),
                 dw,
@@ -195,6 +293,7 @@ fn dw_images(
     dw: &mut [f32],
     imgs: Range<usize>,
     gm: &Conv2dGeom,
+    wide: Option<&WideGeom>,
     tuning: &Tuning,
     mm: GemmFn,
 ) -> Result<()> {
@@ -210,6 +309,7 @@ fn dw_images(
                 &dy[dy0..dy0 + dy_chunk],
                 dw_g,
                 gm,
+                wide,
                 tuning,
                 mm,
             )?;
@@ -244,8 +344,23 @@ pub(crate) fn grad_weight(
         None => 1,
     };
     let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
+    let wide = if gm.is_pointwise() {
+        None
+    } else {
+        WideGeom::new(gm, tuning.wide_max_waste)
+    };
+    let wide = wide.as_ref();
     if chunks == 1 {
-        dw_images(x, dy, dw.data_mut(), 0..gm.n, gm, tuning, gemm_fn(true))?;
+        dw_images(
+            x,
+            dy,
+            dw.data_mut(),
+            0..gm.n,
+            gm,
+            wide,
+            tuning,
+            tuning.mm(true),
+        )?;
         return Ok(dw);
     }
     let len = wn
@@ -255,12 +370,14 @@ pub(crate) fn grad_weight(
     let dw_data = dw.data_mut();
     crate::parallel::install(|| {
         let (first, rest) = rayon::join(
-            || dw_images(x, dy, dw_data, range(0), gm, tuning, gemm),
+            || dw_images(x, dy, dw_data, range(0), gm, wide, tuning, tuning.mm(false)),
             || {
                 partial
                     .par_chunks_mut(wn)
                     .enumerate()
-                    .try_for_each(|(c, buf)| dw_images(x, dy, buf, range(c + 1), gm, tuning, gemm))
+                    .try_for_each(|(c, buf)| {
+                        dw_images(x, dy, buf, range(c + 1), gm, wide, tuning, tuning.mm(false))
+                    })
             },
         );
         first.and(rest)?;

@@ -1,23 +1,38 @@
-//! Forward kernels: im2col of a panel of output rows + GEMM with the bias
-//! (and optional ReLU) fused in its epilogue. The kernels see one image of
+//! Forward kernels: GEMM of the weight with the column matrix, the bias (and
+//! optional ReLU) fused in its epilogue. The column matrix is either packed
+//! by the GEMM straight from a padded copy of the image (the wide grid, see
+//! [`super::wide`]) or, for small maps where the wide grid wastes too much,
+//! built one panel of output rows at a time. The kernels see one image of
 //! one group; the driver [`run`] splits the batch and the groups.
 
 use rayon::prelude::*;
 
 use super::params::Conv2dGeom;
+use super::wide::{WideCols, WideGeom};
 use super::{panel_len, with_scratch, Tuning};
 use crate::error::Result;
-use crate::kernels::{gemm, gemm_par, GemmOpts, MatRef};
+use crate::kernels::{
+    gemm_par_with, gemm_src_with, gemm_with, GemmOpts, MatRef, PackB, SimdFamily,
+};
 use crate::tensor::Tensor;
 
 /// The GEMM to call: serial inside a parallel region, self-splitting outside.
-pub(super) type GemmFn = fn(MatRef, MatRef, &mut [f32], usize, &GemmOpts);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct GemmFn {
+    pub split: bool,
+    pub family: SimdFamily,
+}
 
-pub(super) fn gemm_fn(split_gemm: bool) -> GemmFn {
-    if split_gemm {
-        gemm_par
-    } else {
-        gemm
+impl GemmFn {
+    pub(super) fn call(self, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+        if self.split {
+            gemm_par_with(self.family, a, b, c, ldc, opts)
+        } else {
+            gemm_with(self.family, a, b, c, ldc, opts)
+        }
+    }
+    pub(super) fn src(self, a: MatRef, b: &dyn PackB, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+        gemm_src_with(self.family, self.split, a, b, c, ldc, opts)
     }
 }
 
@@ -100,6 +115,7 @@ fn conv_one(
     bias: Option<&[f32]>,
     out: &mut [f32],
     gm: &Conv2dGeom,
+    wide: Option<&WideGeom>,
     relu: bool,
     tuning: &Tuning,
     mm: GemmFn,
@@ -113,8 +129,11 @@ fn conv_one(
     };
     if gm.is_pointwise() {
         // The input of the group already is the [K = c_in_g, hw] column matrix.
-        mm(a, MatRef::row_major(x, k, hw, hw), out, hw, &opts);
+        mm.call(a, MatRef::row_major(x, k, hw, hw), out, hw, &opts);
         return Ok(());
+    }
+    if let Some(wg) = wide {
+        return conv_one_wide(x, a, out, gm, wg, &opts, tuning, mm);
     }
     let rows = tuning.panel_rows(gm);
     with_scratch(panel_len(gm, rows)?, |buf| {
@@ -124,13 +143,62 @@ fn conv_one(
             let col = &mut buf[..k * cols];
             im2col(x, gm, oh0, oh1, col);
             // [K, cols] panel -> columns oh0*w_out.. of every output row.
-            mm(
+            mm.call(
                 a,
                 MatRef::row_major(col, k, cols, cols),
                 &mut out[oh0 * w_out..],
                 hw,
                 &opts,
             );
+        }
+        Ok(())
+    })
+}
+
+/// Output rows per GEMM call on the wide grid: the `[c_out_g, rows*wq]`
+/// result buffer holds about `panel_floats` floats, so it is still in cache
+/// when its valid columns are copied out.
+pub(super) fn wide_rows(gm: &Conv2dGeom, wg: &WideGeom, tuning: &Tuning) -> usize {
+    let row = gm.c_out_g.saturating_mul(wg.wq).max(1);
+    (tuning.panel_floats / row).clamp(1, gm.h_out.max(1))
+}
+
+/// [`conv_one`] on the wide grid: pad/phase-split the image once, then per
+/// chunk of output rows one GEMM whose B panels are packed straight from
+/// that copy, into a buffer whose valid columns are copied to `out`.
+fn conv_one_wide(
+    x: &[f32],
+    a: MatRef,
+    out: &mut [f32],
+    gm: &Conv2dGeom,
+    wg: &WideGeom,
+    opts: &GemmOpts,
+    tuning: &Tuning,
+    mm: GemmFn,
+) -> Result<()> {
+    let (wq, w_out, hw) = (wg.wq, gm.w_out, gm.hw_out());
+    let rows = wide_rows(gm, wg, tuning);
+    let tmp_len = gm.c_out_g * rows * wq;
+    with_scratch(wg.xq_len + tmp_len, |buf| {
+        let (xq, tmp) = buf.split_at_mut(wg.xq_len);
+        wg.build(gm, x, xq);
+        for oh0 in (0..gm.h_out).step_by(rows) {
+            let oh1 = (oh0 + rows).min(gm.h_out);
+            let cols = (oh1 - oh0) * wq;
+            let src = WideCols {
+                xq,
+                offsets: &wg.offsets,
+                col0: oh0 * wq,
+                cols,
+            };
+            let c = &mut tmp[..gm.c_out_g * cols]; // [c_out_g, rows, wq]
+            mm.src(a, &src, c, cols, opts);
+            for (co, wide_rows) in c.chunks_exact(cols).enumerate() {
+                let dst = &mut out[co * hw + oh0 * w_out..co * hw + oh1 * w_out];
+                for (d, s) in dst.chunks_exact_mut(w_out).zip(wide_rows.chunks_exact(wq)) {
+                    d.copy_from_slice(&s[..w_out]);
+                }
+            }
         }
         Ok(())
     })
@@ -155,6 +223,11 @@ pub(crate) fn run(
     let w_chunk = gm.c_out_g * gm.col_rows();
     // Task t = image t / groups, group t % groups: its output channels are
     // contiguous, so the output splits into disjoint chunks in task order.
+    let wide = if gm.is_pointwise() {
+        None
+    } else {
+        WideGeom::new(gm, tuning.wide_max_waste)
+    };
     let task = |t: usize, out_t: &mut [f32], mm: GemmFn| -> Result<()> {
         let (img, g) = (t / gm.groups, t % gm.groups);
         let x0 = (img * gm.c_in + g * gm.c_in_g) * gm.hw_in();
@@ -164,6 +237,7 @@ pub(crate) fn run(
             b.map(|b| &b[g * gm.c_out_g..(g + 1) * gm.c_out_g]),
             out_t,
             gm,
+            wide.as_ref(),
             relu,
             tuning,
             mm,
@@ -176,11 +250,11 @@ pub(crate) fn run(
                 .par_chunks_mut(out_chunk)
                 .with_min_len(min_len)
                 .enumerate()
-                .try_for_each(|(t, o)| task(t, o, gemm))
+                .try_for_each(|(t, o)| task(t, o, tuning.mm(false)))
         })?,
         None => {
             for (t, o) in out.data_mut().chunks_mut(out_chunk).enumerate() {
-                task(t, o, gemm_fn(true))?;
+                task(t, o, tuning.mm(true))?;
             }
         }
     }

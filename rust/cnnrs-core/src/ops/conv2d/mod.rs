@@ -8,15 +8,21 @@
 //!
 //! Method (per image `i` and group `g`; `K = c_in_g*k_h*k_w`):
 //! - forward: `y[i,g] [c_out_g, hw_out] = W[g] [c_out_g, K] · col(x[i,g]) [K, hw_out]`
-//!   with the bias (and optionally ReLU) fused into the GEMM epilogue. The
-//!   column matrix is built per panel of output rows into a per-thread scratch
-//!   buffer (never for the whole batch); a 1x1 stride-1 unpadded conv uses the
-//!   input itself as the column matrix.
-//! - grad input: `dcol = W[g]^T · dy[i,g]`, then `col2im` scatter-adds `dcol`
+//!   with the bias (and optionally ReLU) fused into the GEMM epilogue. A 1x1
+//!   stride-1 unpadded conv uses the input itself as the column matrix.
+//!   Otherwise the GEMM packs its B panels straight from a zero-padded,
+//!   stride-phase-split copy of the image, on which every column-matrix row
+//!   is one contiguous run ([`wide`]); small maps, where that grid's extra
+//!   columns cost too much, build the column matrix one panel of output rows
+//!   at a time in a per-thread scratch buffer (never for the whole batch).
+//! - grad input: stride 1 (and at least 8 input channels per group): the
+//!   forward kernels run on `dy` with the flipped, transposed weight;
+//!   otherwise `dcol = W[g]^T · dy[i,g]`, then `col2im` scatter-adds `dcol`
 //!   into `dx[i,g]`.
-//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T`, the batch split into
-//!   a fixed number of chunks (one per thread), partial sums reduced in chunk
-//!   order: bit-identical results for the same thread count.
+//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T` (on the wide grid
+//!   when it applies), the batch split into a fixed number of chunks (one
+//!   per thread), partial sums reduced in chunk order: bit-identical results
+//!   for the same thread count.
 //! - grad bias: `db[c] = sum over n, h, w of dy`.
 //!
 //! Parallelism: one rayon task per (image, group) writing a disjoint chunk of
@@ -40,6 +46,7 @@ pub mod params;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+pub(crate) mod wide;
 
 pub use params::{Conv2dGeom, Conv2dParams, Padding};
 
@@ -83,6 +90,22 @@ pub(crate) struct Tuning {
     pub task_min_flops: usize,
     /// Threads to plan for (`None`: the pool's size). Tests force it.
     pub threads: Option<usize>,
+    /// Largest fraction of junk columns the wide grid may add (see
+    /// [`wide`]); beyond it the column matrix is built in panels. 15%: a 3x3
+    /// conv on a 14x14 map (16 columns for 14, 14%) still gains from the
+    /// cheaper packing; on 7x7 (9 for 7, 29%) it would not. Tests force
+    /// either path with `INFINITY` / a negative value.
+    pub wide_max_waste: f64,
+    /// Fewest input channels per group for which the input gradient of a
+    /// stride-1 convolution runs as the forward convolution with the flipped
+    /// weight (no column matrix, no scatter) instead of GEMM + col2im. That
+    /// GEMM has `c_in_g` rows: below a register block (8 for AVX-512) most
+    /// of each tile is padding (LeNet's first layer, 1 channel: 4x slower
+    /// than col2im). Tests force either path with 0 / `usize::MAX`.
+    pub flip_min_channels: usize,
+    /// GEMM kernel family (`None`: the process-wide one). Tests run every
+    /// family through the convolution kernels with it.
+    pub simd: Option<crate::kernels::SimdFamily>,
 }
 
 impl Tuning {
@@ -91,7 +114,19 @@ impl Tuning {
         par_min_flops: 1 << 22,
         task_min_flops: 1 << 20,
         threads: None,
+        wide_max_waste: wide::MAX_WASTE,
+        flip_min_channels: 8,
+        simd: None,
     };
+
+    /// The GEMM the kernels call: `split` lets it use the pool (outside a
+    /// parallel region).
+    fn mm(&self, split: bool) -> forward::GemmFn {
+        forward::GemmFn {
+            split,
+            family: self.simd.unwrap_or_else(crate::kernels::simd::active),
+        }
+    }
 
     fn threads(&self) -> usize {
         self.threads

@@ -1,0 +1,269 @@
+//! The "wide grid": im2col without a column buffer and without per-element
+//! index arithmetic, for the GEMM's B-panel packing.
+//!
+//! One image of one group is copied once into a zero-padded, stride-phase
+//! split buffer `xq [c_in_g][s_h][s_w][hq][wq]`, where phase `(a, b)` holds
+//! the padded input positions `(i*s_h + a, j*s_w + b)`. The convolution's
+//! output is then computed on a grid `h_out x wq` (a little wider than
+//! `w_out`): on that grid, row `(c, kh, kw)` of the column matrix is the
+//! *contiguous* slice of `xq` that starts at [`WideGeom::tap_offset`] —
+//!
+//! ```text
+//! col[(c,kh,kw), oh*wq + ow] = xq[c][kh*d_h % s_h][kw*d_w % s_w]
+//!                                [oh + kh*d_h / s_h][ow + kw*d_w / s_w]
+//! ```
+//!
+//! so packing a B panel is a series of plain fixed-width copies. Columns
+//! `ow >= w_out` of the grid are junk (they read across the row end) and are
+//! dropped (forward) or multiplied by zeros (weight gradient). The wider
+//! grid costs `wq / w_out - 1` extra flops (3.6% for a 3x3 conv on 56x56,
+//! 2.7% for a 7x7 stride-2 on 224x224); [`WideGeom::new`] refuses shapes
+//! where that exceeds [`MAX_WASTE`] (small maps), which keep the panel path.
+
+use super::params::Conv2dGeom;
+use crate::kernels::PackB;
+
+/// Largest tolerated fraction of junk columns (`wq / w_out - 1`).
+pub(crate) const MAX_WASTE: f64 = 0.15;
+
+/// Sizes of the phase-split padded image and of the wide output grid.
+pub(crate) struct WideGeom {
+    pub hq: usize,
+    pub wq: usize,
+    /// Floats of `xq` including the slack that junk columns may read.
+    pub xq_len: usize,
+    /// Output rows of the grid (`h_out`) times `wq`.
+    pub n_wide: usize,
+    /// `tap_offset` of every column-matrix row, in weight order.
+    pub offsets: Vec<usize>,
+}
+
+impl WideGeom {
+    /// `None` when the grid would waste more than `max_waste` of the flops.
+    pub(crate) fn new(gm: &Conv2dGeom, max_waste: f64) -> Option<Self> {
+        let (sh, sw) = (gm.stride_h, gm.stride_w);
+        let hp = gm.h_in + gm.pad_top + gm.pad_bottom;
+        let wp = gm.w_in + gm.pad_left + gm.pad_right;
+        let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
+        // Every valid output's taps must land inside a phase plane.
+        let reach_h = gm.h_out + (gm.k_h.saturating_sub(1) * gm.dil_h) / sh;
+        let reach_w = gm.w_out + (gm.k_w.saturating_sub(1) * gm.dil_w) / sw;
+        if gm.w_out == 0 || gm.h_out == 0 || reach_w > wq || reach_h > hq {
+            return None;
+        }
+        if (wq as f64 / gm.w_out as f64) - 1.0 > max_waste {
+            return None;
+        }
+        let plane = hq.checked_mul(wq)?;
+        let n_wide = gm.h_out.checked_mul(wq)?;
+        let mut offsets = Vec::with_capacity(gm.col_rows());
+        for c in 0..gm.c_in_g {
+            for kh in 0..gm.k_h {
+                for kw in 0..gm.k_w {
+                    let (a, b) = ((kh * gm.dil_h) % sh, (kw * gm.dil_w) % sw);
+                    let phase = (c * sh + a) * sw + b;
+                    offsets.push(phase * plane + (kh * gm.dil_h / sh) * wq + kw * gm.dil_w / sw);
+                }
+            }
+        }
+        let max_off = offsets.iter().copied().max().unwrap_or(0);
+        let xq_len = (gm.c_in_g * sh * sw)
+            .checked_mul(plane)?
+            .max(max_off.checked_add(n_wide)?);
+        Some(Self {
+            hq,
+            wq,
+            xq_len,
+            n_wide,
+            offsets,
+        })
+    }
+
+    /// Fills `xq` (`xq_len` floats) from one image of one group
+    /// `x [c_in_g, h_in, w_in]`: padding and slack are zero.
+    pub(crate) fn build(&self, gm: &Conv2dGeom, x: &[f32], xq: &mut [f32]) {
+        let (sh, sw) = (gm.stride_h, gm.stride_w);
+        let (hq, wq, w_in) = (self.hq, self.wq, gm.w_in);
+        let plane = hq * wq;
+        xq.fill(0.0);
+        for c in 0..gm.c_in_g {
+            let xc = &x[c * gm.hw_in()..(c + 1) * gm.hw_in()];
+            for (ih, src) in xc.chunks_exact(w_in).enumerate() {
+                let ip = ih + gm.pad_top;
+                let (a, i) = (ip % sh, ip / sh);
+                if sw == 1 {
+                    let base = (c * sh + a) * plane + i * wq + gm.pad_left;
+                    xq[base..base + w_in].copy_from_slice(src);
+                    continue;
+                }
+                for b in 0..sw {
+                    // Input columns `iw` with `(iw + pad_left) % sw == b`.
+                    let first = (b + sw - gm.pad_left % sw) % sw;
+                    let base = ((c * sh + a) * sw + b) * plane + i * wq;
+                    for iw in (first..w_in).step_by(sw) {
+                        xq[base + (iw + gm.pad_left) / sw] = src[iw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `N` floats (a compile-time width, so it becomes a few vector
+/// moves).
+#[inline(always)]
+fn copy_n<const N: usize>(src: &[f32], dst: &mut [f32]) {
+    let s: &[f32; N] = src[..N].try_into().expect("N floats");
+    let d: &mut [f32; N] = (&mut dst[..N]).try_into().expect("N floats");
+    *d = *s;
+}
+
+/// The wide column matrix `[K, cols]` (columns `col0..col0+cols` of the
+/// grid) as a self-packing GEMM B operand.
+pub(crate) struct WideCols<'a> {
+    pub xq: &'a [f32],
+    pub offsets: &'a [usize],
+    pub col0: usize,
+    pub cols: usize,
+}
+
+impl WideCols<'_> {
+    fn pack_n<const N: usize>(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        let offs = &self.offsets[p0..p0 + kc];
+        for (q, panel) in dst.chunks_exact_mut(N * kc).enumerate() {
+            let j = self.col0 + j0 + q * N;
+            let cols = N.min(nc - q * N);
+            if cols == N {
+                for (out, &o) in panel.chunks_exact_mut(N).zip(offs) {
+                    copy_n::<N>(&self.xq[o + j..], out);
+                }
+            } else {
+                for (out, &o) in panel.chunks_exact_mut(N).zip(offs) {
+                    out[..cols].copy_from_slice(&self.xq[o + j..o + j + cols]);
+                    out[cols..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+impl PackB for WideCols<'_> {
+    fn rows(&self) -> usize {
+        self.offsets.len()
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        match nr {
+            32 => self.pack_n::<32>(p0, kc, j0, nc, dst),
+            16 => self.pack_n::<16>(p0, kc, j0, nc, dst),
+            _ => {
+                let offs = &self.offsets[p0..p0 + kc];
+                for (q, panel) in dst.chunks_exact_mut(nr * kc).enumerate() {
+                    let j = self.col0 + j0 + q * nr;
+                    let cols = nr.min(nc - q * nr);
+                    for (out, &o) in panel.chunks_exact_mut(nr).zip(offs) {
+                        out[..cols].copy_from_slice(&self.xq[o + j..o + j + cols]);
+                        out[cols..].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of [`WideCols`]: `[cols, K]`, rows `col0..col0+cols` of
+/// the grid, for the weight gradient `dW = dy_wide · col^T`.
+pub(crate) struct WideColsT<'a> {
+    pub xq: &'a [f32],
+    pub offsets: &'a [usize],
+    pub col0: usize,
+    pub cols: usize,
+}
+
+impl PackB for WideColsT<'_> {
+    fn rows(&self) -> usize {
+        self.cols
+    }
+    fn cols(&self) -> usize {
+        self.offsets.len()
+    }
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        // Panel `q` interleaves `nr` taps: `dst[p*nr + t] = xq[off[t] + p]`,
+        // a transpose of `nr` contiguous runs of length `kc`.
+        let start = self.col0 + p0;
+        for (q, panel) in dst.chunks_exact_mut(nr * kc).enumerate() {
+            let taps = nr.min(nc - q * nr);
+            let offs = &self.offsets[j0 + q * nr..j0 + q * nr + taps];
+            transpose_runs(self.xq, offs, start, kc, nr, panel);
+        }
+    }
+}
+
+/// `dst[p*nr + t] = src[offs[t] + start + p]` for `t < offs.len()`,
+/// `p < kc`; columns `t >= offs.len()` are zero. 4x4 blocks go through SSE
+/// registers on x86-64.
+fn transpose_runs(
+    src: &[f32],
+    offs: &[usize],
+    start: usize,
+    kc: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    let taps = offs.len();
+    assert!(taps <= nr && dst.len() >= nr * kc);
+    for &o in offs {
+        assert!(
+            o + start + kc <= src.len(),
+            "wide grid: run outside the image buffer"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    let (t_done, p_done) = {
+        use std::arch::x86_64::*;
+        let (t4, p4) = (taps / 4 * 4, kc / 4 * 4);
+        for g in (0..t4).step_by(4) {
+            let s = [
+                offs[g] + start,
+                offs[g + 1] + start,
+                offs[g + 2] + start,
+                offs[g + 3] + start,
+            ];
+            for p in (0..p4).step_by(4) {
+                // SAFETY: every run `s[i]..s[i]+kc` lies inside `src`
+                // (asserted above) and `p + 4 <= kc`; the four destination
+                // groups `(p+j)*nr + g .. +4` lie inside `dst` (`g + 4 <= nr`,
+                // `p + 3 < kc`). Unaligned SSE loads and stores; SSE2 is
+                // part of x86-64.
+                unsafe {
+                    let x0 = _mm_loadu_ps(src.as_ptr().add(s[0] + p));
+                    let x1 = _mm_loadu_ps(src.as_ptr().add(s[1] + p));
+                    let x2 = _mm_loadu_ps(src.as_ptr().add(s[2] + p));
+                    let x3 = _mm_loadu_ps(src.as_ptr().add(s[3] + p));
+                    let t0 = _mm_unpacklo_ps(x0, x1);
+                    let t1 = _mm_unpacklo_ps(x2, x3);
+                    let t2 = _mm_unpackhi_ps(x0, x1);
+                    let t3 = _mm_unpackhi_ps(x2, x3);
+                    let d = dst.as_mut_ptr().add(p * nr + g);
+                    _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
+                    _mm_storeu_ps(d.add(nr), _mm_movehl_ps(t1, t0));
+                    _mm_storeu_ps(d.add(2 * nr), _mm_movelh_ps(t2, t3));
+                    _mm_storeu_ps(d.add(3 * nr), _mm_movehl_ps(t3, t2));
+                }
+            }
+        }
+        (t4, p4)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (t_done, p_done) = (0, 0);
+    for p in 0..kc {
+        let row = &mut dst[p * nr..(p + 1) * nr];
+        let t_from = if p < p_done { t_done } else { 0 };
+        for t in t_from..taps {
+            row[t] = src[offs[t] + start + p];
+        }
+        row[taps..].fill(0.0);
+    }
+}
