@@ -73,6 +73,7 @@ fn dx_one(
     bias: Option<&[f32]>,
     dx: &mut [f32],
     gm: &Conv2dGeom,
+    wide: Option<&WideGeom>,
     tuning: &Tuning,
     mm: GemmFn,
 ) -> Result<()> {
@@ -94,6 +95,9 @@ fn dx_one(
         }
     }
     let opts = GemmOpts::default();
+    if let Some(wg) = wide {
+        return dx_one_wide(wt, dy, dx, gm, wg, tuning, mm);
+    }
     let rows = tuning.panel_rows(gm);
     with_scratch(panel_len(gm, rows)?, |buf| {
         for oh0 in (0..gm.h_out).step_by(rows) {
@@ -104,6 +108,55 @@ fn dx_one(
             mm.call(wt, dy_panel, dcol, cols, &opts);
             col2im(dcol, gm, oh0, oh1, dx);
         }
+        Ok(())
+    })
+}
+
+/// [`dx_one`] on the wide grid: per chunk of output rows, `dcol = W^T ·
+/// dy_wide` (junk columns of `dy_wide` are zero, so theirs are too), then
+/// every row of `dcol` is added to one contiguous run of the padded,
+/// phase-split gradient buffer (the adjoint of the forward's packing: no
+/// index arithmetic per element, and the adds vectorise); finally the
+/// buffer's real positions are added into `dx`.
+fn dx_one_wide(
+    wt: MatRef,
+    dy: &[f32],
+    dx: &mut [f32],
+    gm: &Conv2dGeom,
+    wg: &WideGeom,
+    tuning: &Tuning,
+    mm: GemmFn,
+) -> Result<()> {
+    let (k, hw, w_out, wq) = (gm.col_rows(), gm.hw_out(), gm.w_out, wg.wq);
+    let rows = super::forward::wide_rows_k(gm, wg, tuning);
+    let dyw_len = gm.c_out_g * rows * wq;
+    let dcol_len = k * rows * wq;
+    with_scratch(wg.xq_len + dyw_len + dcol_len, |buf| {
+        let (dxq, rest) = buf.split_at_mut(wg.xq_len);
+        let (dyw, dcol) = rest.split_at_mut(dyw_len);
+        dxq.fill(0.0);
+        for oh0 in (0..gm.h_out).step_by(rows) {
+            let oh1 = (oh0 + rows).min(gm.h_out);
+            let cols = (oh1 - oh0) * wq;
+            let dyw = &mut dyw[..gm.c_out_g * cols]; // [c_out_g, rows, wq]
+            for (drow, srow) in dyw.chunks_exact_mut(cols).zip(dy.chunks_exact(hw)) {
+                let src = &srow[oh0 * w_out..oh1 * w_out];
+                for (d, s) in drow.chunks_exact_mut(wq).zip(src.chunks_exact(w_out)) {
+                    d[..w_out].copy_from_slice(s);
+                    d[w_out..].fill(0.0);
+                }
+            }
+            let dcol = &mut dcol[..k * cols]; // [K, cols]
+            let b = MatRef::row_major(dyw, gm.c_out_g, cols, cols);
+            mm.call(wt, b, dcol, cols, &GemmOpts::default());
+            for (row, &off) in dcol.chunks_exact(cols).zip(&wg.offsets) {
+                let o = off + oh0 * wq;
+                for (d, s) in dxq[o..o + cols].iter_mut().zip(row) {
+                    *d += *s;
+                }
+            }
+        }
+        wg.add_back(gm, dxq, dx);
         Ok(())
     })
 }
@@ -132,6 +185,11 @@ pub(crate) fn grad_input(
     }
     let dy_chunk = gm.c_out_g * gm.hw_out();
     let w_chunk = gm.c_out_g * gm.col_rows();
+    let wide = if gm.is_pointwise() {
+        None
+    } else {
+        WideGeom::new(gm, tuning.wide_max_waste)
+    };
     let task = |t: usize, dx_t: &mut [f32], mm: GemmFn| -> Result<()> {
         let (img, g) = (t / gm.groups, t % gm.groups);
         let dy0 = (img * gm.c_out + g * gm.c_out_g) * gm.hw_out();
@@ -141,6 +199,7 @@ pub(crate) fn grad_input(
             bias.map(|b| &b[g * gm.c_in_g..(g + 1) * gm.c_in_g]),
             dx_t,
             gm,
+            wide.as_ref(),
             tuning,
             mm,
         )

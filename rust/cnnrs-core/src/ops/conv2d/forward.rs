@@ -163,6 +163,13 @@ pub(super) fn wide_rows(gm: &Conv2dGeom, wg: &WideGeom, tuning: &Tuning) -> usiz
     (tuning.panel_floats / row).clamp(1, gm.h_out.max(1))
 }
 
+/// Output rows per chunk of the wide input gradient, whose `[K, rows*wq]`
+/// column-gradient buffer holds about `panel_floats` floats.
+pub(super) fn wide_rows_k(gm: &Conv2dGeom, wg: &WideGeom, tuning: &Tuning) -> usize {
+    let row = gm.col_rows().saturating_mul(wg.wq).max(1);
+    (tuning.panel_floats / row).clamp(1, gm.h_out.max(1))
+}
+
 /// [`conv_one`] on the wide grid: pad/phase-split the image once, then per
 /// chunk of output rows one GEMM whose B panels are packed straight from
 /// that copy, into a buffer whose valid columns are copied to `out`.

@@ -17,8 +17,9 @@
 //!   at a time in a per-thread scratch buffer (never for the whole batch).
 //! - grad input: stride 1 (and at least 8 input channels per group): the
 //!   forward kernels run on `dy` with the flipped, transposed weight;
-//!   otherwise `dcol = W[g]^T · dy[i,g]`, then `col2im` scatter-adds `dcol`
-//!   into `dx[i,g]`.
+//!   otherwise `dcol = W[g]^T · dy[i,g]`, then each row of `dcol` is added
+//!   to one contiguous run of a padded, phase-split gradient buffer (the
+//!   wide grid's adjoint; `col2im` per panel for small maps).
 //! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T` (on the wide grid
 //!   when it applies), the batch split into a fixed number of chunks (one
 //!   per thread), partial sums reduced in chunk order: bit-identical results

@@ -109,6 +109,38 @@ impl WideGeom {
     }
 }
 
+impl WideGeom {
+    /// The adjoint of [`WideGeom::build`]: adds the real (unpadded)
+    /// positions of `xq` into `x [c_in_g, h_in, w_in]`.
+    pub(crate) fn add_back(&self, gm: &Conv2dGeom, xq: &[f32], x: &mut [f32]) {
+        let (sh, sw) = (gm.stride_h, gm.stride_w);
+        let (hq, wq, w_in) = (self.hq, self.wq, gm.w_in);
+        let plane = hq * wq;
+        let hw_in = gm.hw_in();
+        for c in 0..gm.c_in_g {
+            let xc = &mut x[c * hw_in..(c + 1) * hw_in];
+            for (ih, dst) in xc.chunks_exact_mut(w_in).enumerate() {
+                let ip = ih + gm.pad_top;
+                let (a, i) = (ip % sh, ip / sh);
+                if sw == 1 {
+                    let base = (c * sh + a) * plane + i * wq + gm.pad_left;
+                    for (d, s) in dst.iter_mut().zip(&xq[base..base + w_in]) {
+                        *d += *s;
+                    }
+                    continue;
+                }
+                for b in 0..sw {
+                    let first = (b + sw - gm.pad_left % sw) % sw;
+                    let base = ((c * sh + a) * sw + b) * plane + i * wq;
+                    for iw in (first..w_in).step_by(sw) {
+                        dst[iw] += xq[base + (iw + gm.pad_left) / sw];
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Copies `N` floats (a compile-time width, so it becomes a few vector
 /// moves).
 #[inline(always)]
