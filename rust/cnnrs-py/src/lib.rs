@@ -7,6 +7,7 @@ use cnnrs_core::CnnError;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+mod alloc;
 mod bench;
 mod cat_pad;
 mod conv;
@@ -57,8 +58,17 @@ pub(crate) fn compute<T: Send>(
     }
 }
 
+/// True when cnnrs's allocator policy (see `alloc.rs`: glibc `mallopt`
+/// thresholds, opt out with `CNNRS_MALLOPT=0`) is in force.
+#[pyfunction]
+fn malloc_tuned() -> bool {
+    alloc::apply()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    alloc::apply();
+    m.add_function(wrap_pyfunction!(malloc_tuned, m)?)?;
     m.add_class::<PyVar>()?;
     ops::register(m)?;
     bench::register(m)?;
