@@ -15,6 +15,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::direct::{self, Direct};
 use super::forward::{im2col, valid_range, GemmFn};
 use super::params::Conv2dGeom;
 use super::wide::{WideColsT, WideGeom};
@@ -96,6 +97,23 @@ fn dx_one(
     }
     let opts = GemmOpts::default();
     if let Some(wg) = wide {
+        if tuning.direct(gm) {
+            let (n, xq_len) = wg.direct_sizes();
+            return with_scratch(xq_len + gm.c_out_g * n, |buf| {
+                let (dxq, dyw) = buf.split_at_mut(xq_len);
+                dxq.fill(0.0);
+                wg.widen_dy(gm, dy, n, dyw);
+                let d = Direct {
+                    w,
+                    c_out: gm.c_out_g,
+                    offsets: &wg.offsets,
+                    n,
+                };
+                direct::grad_input(mm.family, &d, dyw, dxq);
+                wg.add_back(gm, dxq, dx);
+                Ok(())
+            });
+        }
         return dx_one_wide(wt, dy, dx, gm, wg, tuning, mm);
     }
     let rows = tuning.panel_rows(gm);
@@ -299,6 +317,24 @@ fn dw_one(
         mm.call(MatRef::row_major(dy, gm.c_out_g, hw, hw), xt, dw, k, &acc);
         return Ok(());
     }
+    if let (Some(wg), true) = (wide, tuning.direct(gm)) {
+        let (n, xq_len) = wg.direct_sizes();
+        return with_scratch(xq_len + gm.c_out_g * n, |buf| {
+            let (xq, dyw) = buf.split_at_mut(xq_len);
+            wg.build(gm, x, &mut xq[..wg.xq_len]);
+            xq[wg.xq_len..].fill(0.0);
+            wg.widen_dy(gm, dy, n, dyw);
+            // `w` is not read by the weight-gradient kernel.
+            let d = Direct {
+                w: &[],
+                c_out: gm.c_out_g,
+                offsets: &wg.offsets,
+                n,
+            };
+            direct::grad_weight(mm.family, &d, dyw, xq, dw);
+            Ok(())
+        });
+    }
     if let Some(wg) = wide {
         // dW = dy_wide [c_out_g, h_out*wq] · col_wide^T: the junk columns of
         // the grid meet zeros in dy_wide.
@@ -457,6 +493,23 @@ pub(crate) fn grad_weight(
     Ok(dw)
 }
 
+/// The sum of `v` in float64, in eight interleaved partial sums (a fixed
+/// order, so the result is reproducible; independent chains, so the adds
+/// vectorise instead of waiting on each other).
+fn sum_f64(v: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for ch in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(ch) {
+            *a += x as f64;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&x| x as f64).sum();
+    let (a, b) = (acc[0] + acc[4], acc[1] + acc[5]);
+    let (c, d) = (acc[2] + acc[6], acc[3] + acc[7]);
+    (a + c) + (b + d) + tail
+}
+
 /// The bias gradient: `db[c] = sum over n, h, w of dy[n, c, h, w]` for `dy`
 /// `[n, c, hw]`, accumulated in float64.
 pub(crate) fn channel_sums(dy: &[f32], c: usize, hw: usize) -> Tensor {
@@ -464,7 +517,7 @@ pub(crate) fn channel_sums(dy: &[f32], c: usize, hw: usize) -> Tensor {
     if hw > 0 && c > 0 {
         for image in dy.chunks_exact(c * hw) {
             for (a, plane) in acc.iter_mut().zip(image.chunks_exact(hw)) {
-                *a += plane.iter().map(|&v| v as f64).sum::<f64>();
+                *a += sum_f64(plane);
             }
         }
     }

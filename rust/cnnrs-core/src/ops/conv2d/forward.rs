@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use super::direct::{self, Direct};
 use super::params::Conv2dGeom;
 use super::wide::{WideCols, WideGeom};
 use super::{panel_len, with_scratch, Tuning};
@@ -133,6 +134,9 @@ fn conv_one(
         return Ok(());
     }
     if let Some(wg) = wide {
+        if tuning.direct(gm) {
+            return conv_one_direct(x, w, out, gm, wg, &opts, mm);
+        }
         return conv_one_wide(x, a, out, gm, wg, &opts, tuning, mm);
     }
     let rows = tuning.panel_rows(gm);
@@ -161,6 +165,43 @@ fn conv_one(
 pub(super) fn wide_rows(gm: &Conv2dGeom, wg: &WideGeom, tuning: &Tuning) -> usize {
     let row = gm.c_out_g.saturating_mul(wg.wq).max(1);
     (tuning.panel_floats / row).clamp(1, gm.h_out.max(1))
+}
+
+/// [`conv_one`] with the direct kernel (few output channels): the whole
+/// image on the grid, then its valid columns, plus bias and ReLU, to `out`.
+fn conv_one_direct(
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    gm: &Conv2dGeom,
+    wg: &WideGeom,
+    opts: &GemmOpts,
+    mm: GemmFn,
+) -> Result<()> {
+    let (n, xq_len) = wg.direct_sizes();
+    let (wq, w_out, hw) = (wg.wq, gm.w_out, gm.hw_out());
+    with_scratch(xq_len + gm.c_out_g * n, |buf| {
+        let (xq, y) = buf.split_at_mut(xq_len);
+        wg.build(gm, x, &mut xq[..wg.xq_len]);
+        xq[wg.xq_len..].fill(0.0);
+        let d = Direct {
+            w,
+            c_out: gm.c_out_g,
+            offsets: &wg.offsets,
+            n,
+        };
+        direct::forward(mm.family, &d, xq, y);
+        for (co, (orow, yrow)) in out.chunks_exact_mut(hw).zip(y.chunks_exact(n)).enumerate() {
+            let b = opts.bias_row.map_or(0.0, |b| b[co]);
+            for (o, s) in orow.chunks_exact_mut(w_out).zip(yrow.chunks_exact(wq)) {
+                for (o, &v) in o.iter_mut().zip(s) {
+                    let v = v + b;
+                    *o = if opts.relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Output rows per chunk of the wide input gradient, whose `[K, rows*wq]`

@@ -42,6 +42,7 @@ use crate::{arg_err, shape_err};
 // The kernels are crate-visible: `conv_transpose2d` runs them on the dual
 // geometry (its forward is this op's input gradient, and so on).
 pub(crate) mod backward;
+pub(crate) mod direct;
 pub(crate) mod forward;
 pub mod params;
 pub mod reference;
@@ -107,6 +108,10 @@ pub(crate) struct Tuning {
     /// GEMM kernel family (`None`: the process-wide one). Tests run every
     /// family through the convolution kernels with it.
     pub simd: Option<crate::kernels::SimdFamily>,
+    /// Most output channels per group for the direct kernels (see
+    /// [`direct`]; at most [`direct::MAX_C`]); wider layers use the GEMM.
+    /// Tests force either path with 8 / 0.
+    pub direct_max_cout: usize,
 }
 
 impl Tuning {
@@ -118,6 +123,7 @@ impl Tuning {
         wide_max_waste: wide::MAX_WASTE,
         flip_min_channels: 8,
         simd: None,
+        direct_max_cout: direct::MAX_C,
     };
 
     /// The GEMM the kernels call: `split` lets it use the pool (outside a
@@ -127,6 +133,11 @@ impl Tuning {
             split,
             family: self.simd.unwrap_or_else(crate::kernels::simd::active),
         }
+    }
+
+    /// True when the direct kernels take this geometry (on the wide grid).
+    fn direct(&self, gm: &Conv2dGeom) -> bool {
+        gm.c_out_g <= self.direct_max_cout.min(direct::MAX_C) && !gm.is_pointwise()
     }
 
     fn threads(&self) -> usize {

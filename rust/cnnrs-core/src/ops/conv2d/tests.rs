@@ -14,6 +14,7 @@ const STRESS: Tuning = Tuning {
     wide_max_waste: f64::INFINITY,
     flip_min_channels: 0,
     simd: Some(crate::kernels::SimdFamily::Scalar),
+    direct_max_cout: 8,
 };
 
 /// Panels of a few rows, parallel over tasks, two chunks; the im2col panel
@@ -26,12 +27,13 @@ const MEDIUM: Tuning = Tuning {
     wide_max_waste: -1.0,
     flip_min_channels: usize::MAX,
     simd: Some(crate::kernels::SimdFamily::Avx2),
+    direct_max_cout: 0,
 };
 
 /// The wide grid and the flipped input gradient whatever the waste or the
-/// channel count, on a given SIMD family (a family the CPU lacks falls back
+/// channel count, the direct kernels on or off, on a given SIMD family (a family the CPU lacks falls back
 /// to the widest one it has).
-const fn wide(simd: crate::kernels::SimdFamily) -> Tuning {
+const fn wide(simd: crate::kernels::SimdFamily, direct: bool) -> Tuning {
     Tuning {
         panel_floats: 300,
         par_min_flops: 0,
@@ -40,15 +42,24 @@ const fn wide(simd: crate::kernels::SimdFamily) -> Tuning {
         wide_max_waste: f64::INFINITY,
         flip_min_channels: 0,
         simd: Some(simd),
+        direct_max_cout: if direct { 8 } else { 0 },
     }
 }
 
-const TUNINGS: [(&str, Tuning); 5] = [
+const TUNINGS: [(&str, Tuning); 7] = [
     ("default", Tuning::DEFAULT),
     ("medium", MEDIUM),
     ("stress", STRESS),
-    ("wide_avx2", wide(crate::kernels::SimdFamily::Avx2)),
-    ("wide_avx512", wide(crate::kernels::SimdFamily::Avx512)),
+    ("wide_avx2", wide(crate::kernels::SimdFamily::Avx2, false)),
+    (
+        "wide_avx512",
+        wide(crate::kernels::SimdFamily::Avx512, false),
+    ),
+    ("direct_avx2", wide(crate::kernels::SimdFamily::Avx2, true)),
+    (
+        "direct_avx512",
+        wide(crate::kernels::SimdFamily::Avx512, true),
+    ),
 ];
 
 #[derive(Debug)]
@@ -676,8 +687,8 @@ fn grad_output_of_wrong_shape_is_refused() {
 }
 
 /// Shapes big enough that the default thresholds choose the wide grid
-/// (forward and weight gradient) and the flipped input gradient, on every
-/// SIMD family this CPU has.
+/// (forward and weight gradient), the flipped input gradient or the direct
+/// kernels (few output channels), on every SIMD family this CPU has.
 #[test]
 fn default_fast_paths_match_reference_on_every_family() {
     let mut rng = Rng::new(5150);

@@ -141,6 +141,28 @@ impl WideGeom {
     }
 }
 
+impl WideGeom {
+    /// Grid columns rounded up to the direct kernels' block, and the
+    /// length `xq` needs for them.
+    pub(crate) fn direct_sizes(&self) -> (usize, usize) {
+        let n = self.n_wide.next_multiple_of(super::direct::JB);
+        let max_off = self.offsets.iter().copied().max().unwrap_or(0);
+        (n, self.xq_len.max(max_off + n))
+    }
+
+    /// `dyw [c_out_g, n]`: `dy [c_out_g, h_out, w_out]` on the grid, junk
+    /// and tail columns zero.
+    pub(crate) fn widen_dy(&self, gm: &Conv2dGeom, dy: &[f32], n: usize, dyw: &mut [f32]) {
+        let (wq, w_out) = (self.wq, gm.w_out);
+        for (drow, srow) in dyw.chunks_exact_mut(n).zip(dy.chunks_exact(gm.hw_out())) {
+            drow.fill(0.0);
+            for (d, s) in drow.chunks_exact_mut(wq).zip(srow.chunks_exact(w_out)) {
+                d[..w_out].copy_from_slice(s);
+            }
+        }
+    }
+}
+
 /// Copies `N` floats (a compile-time width, so it becomes a few vector
 /// moves).
 #[inline(always)]
