@@ -29,7 +29,7 @@ struct Case {
     pad: (usize, usize),
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 9] = [
     Case {
         name: "conv3x3",
         n: 8,
@@ -89,6 +89,26 @@ const CASES: [Case; 7] = [
         k: (3, 1),
         stride: 1,
         pad: (1, 0),
+    },
+    Case {
+        name: "conv3x3_14",
+        n: 8,
+        c_in: 256,
+        c_out: 256,
+        hw: 14,
+        k: (3, 3),
+        stride: 1,
+        pad: (1, 1),
+    },
+    Case {
+        name: "conv3x3_7",
+        n: 8,
+        c_in: 512,
+        c_out: 512,
+        hw: 7,
+        k: (3, 3),
+        stride: 1,
+        pad: (1, 1),
     },
     Case {
         name: "conv5x5_lenet",
@@ -193,7 +213,11 @@ fn main() {
                 }),
             ),
         ];
+        let part = std::env::var("PART").ok();
         for (what, fl, mut f) in parts {
+            if part.as_deref().is_some_and(|p| p != what) {
+                continue;
+            }
             let (best, med, cpu) = time(repeats, &mut f);
             let _ = writeln!(
                 out,

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::direct::{self, Direct};
 use super::params::Conv2dGeom;
-use super::wide::{WideCols, WideGeom};
+use super::wide::{ValidCols, WideGeom, SLACK};
 use super::{panel_len, with_scratch, Tuning};
 use crate::error::Result;
 use crate::kernels::{
@@ -134,10 +134,10 @@ fn conv_one(
         return Ok(());
     }
     if let Some(wg) = wide {
-        if tuning.direct(gm) {
+        if tuning.direct(gm) && wg.waste(gm) <= tuning.wide_max_waste {
             return conv_one_direct(x, w, out, gm, wg, &opts, mm);
         }
-        return conv_one_wide(x, a, out, gm, wg, &opts, tuning, mm);
+        return conv_one_wide(x, a, out, gm, wg, &opts, mm);
     }
     let rows = tuning.panel_rows(gm);
     with_scratch(panel_len(gm, rows)?, |buf| {
@@ -157,14 +157,6 @@ fn conv_one(
         }
         Ok(())
     })
-}
-
-/// Output rows per GEMM call on the wide grid: the `[c_out_g, rows*wq]`
-/// result buffer holds about `panel_floats` floats, so it is still in cache
-/// when its valid columns are copied out.
-pub(super) fn wide_rows(gm: &Conv2dGeom, wg: &WideGeom, tuning: &Tuning) -> usize {
-    let row = gm.c_out_g.saturating_mul(wg.wq).max(1);
-    (tuning.panel_floats / row).clamp(1, gm.h_out.max(1))
 }
 
 /// [`conv_one`] with the direct kernel (few output channels): the whole
@@ -211,9 +203,9 @@ pub(super) fn wide_rows_k(gm: &Conv2dGeom, wg: &WideGeom, tuning: &Tuning) -> us
     (tuning.panel_floats / row).clamp(1, gm.h_out.max(1))
 }
 
-/// [`conv_one`] on the wide grid: pad/phase-split the image once, then per
-/// chunk of output rows one GEMM whose B panels are packed straight from
-/// that copy, into a buffer whose valid columns are copied to `out`.
+/// [`conv_one`] on the wide grid: pad/phase-split the image once, then one
+/// GEMM whose B panels are packed straight from that copy and whose result
+/// goes straight to `out`.
 fn conv_one_wide(
     x: &[f32],
     a: MatRef,
@@ -221,33 +213,23 @@ fn conv_one_wide(
     gm: &Conv2dGeom,
     wg: &WideGeom,
     opts: &GemmOpts,
-    tuning: &Tuning,
     mm: GemmFn,
 ) -> Result<()> {
-    let (wq, w_out, hw) = (wg.wq, gm.w_out, gm.hw_out());
-    let rows = wide_rows(gm, wg, tuning);
-    let tmp_len = gm.c_out_g * rows * wq;
-    with_scratch(wg.xq_len + tmp_len, |buf| {
-        let (xq, tmp) = buf.split_at_mut(wg.xq_len);
-        wg.build(gm, x, xq);
-        for oh0 in (0..gm.h_out).step_by(rows) {
-            let oh1 = (oh0 + rows).min(gm.h_out);
-            let cols = (oh1 - oh0) * wq;
-            let src = WideCols {
-                xq,
-                offsets: &wg.offsets,
-                col0: oh0 * wq,
-                cols,
-            };
-            let c = &mut tmp[..gm.c_out_g * cols]; // [c_out_g, rows, wq]
-            mm.src(a, &src, c, cols, opts);
-            for (co, wide_rows) in c.chunks_exact(cols).enumerate() {
-                let dst = &mut out[co * hw + oh0 * w_out..co * hw + oh1 * w_out];
-                for (d, s) in dst.chunks_exact_mut(w_out).zip(wide_rows.chunks_exact(wq)) {
-                    d.copy_from_slice(&s[..w_out]);
-                }
-            }
-        }
+    let hw = gm.hw_out();
+    let max_off = wg.offsets.iter().copied().max().unwrap_or(0);
+    let len = wg.xq_len.max(max_off + wg.n_wide) + SLACK;
+    with_scratch(len, |xq| {
+        wg.build(gm, x, &mut xq[..wg.xq_len]);
+        xq[wg.xq_len..].fill(0.0);
+        let src = ValidCols {
+            xq,
+            offsets: &wg.offsets,
+            col0: 0,
+            cols: hw,
+            w_out: gm.w_out,
+            wq: wg.wq,
+        };
+        mm.src(a, &src, out, hw, opts);
         Ok(())
     })
 }
@@ -271,10 +253,13 @@ pub(crate) fn run(
     let w_chunk = gm.c_out_g * gm.col_rows();
     // Task t = image t / groups, group t % groups: its output channels are
     // contiguous, so the output splits into disjoint chunks in task order.
-    let wide = if gm.is_pointwise() {
+    // The forward pass computes no junk columns ([`ValidCols`]), so the
+    // grid's width costs nothing here: any waste is fine (a negative
+    // `wide_max_waste` still turns the wide path off, for tests).
+    let wide = if gm.is_pointwise() || tuning.wide_max_waste < 0.0 {
         None
     } else {
-        WideGeom::new(gm, tuning.wide_max_waste)
+        WideGeom::new(gm, f64::INFINITY)
     };
     let task = |t: usize, out_t: &mut [f32], mm: GemmFn| -> Result<()> {
         let (img, g) = (t / gm.groups, t % gm.groups);

@@ -12,16 +12,17 @@
 //!   stride-1 unpadded conv uses the input itself as the column matrix.
 //!   Otherwise the GEMM packs its B panels straight from a zero-padded,
 //!   stride-phase-split copy of the image, on which every column-matrix row
-//!   is one contiguous run ([`wide`]); small maps, where that grid's extra
-//!   columns cost too much, build the column matrix one panel of output rows
-//!   at a time in a per-thread scratch buffer (never for the whole batch).
+//!   is one contiguous run ([`wide`]), and writes the output directly; no
+//!   column matrix exists. Layers with at most 8 output channels per group
+//!   (LeNet) use the direct kernels of [`direct`] instead of the GEMM.
 //! - grad input: stride 1 (and at least 8 input channels per group): the
 //!   forward kernels run on `dy` with the flipped, transposed weight;
 //!   otherwise `dcol = W[g]^T · dy[i,g]`, then each row of `dcol` is added
 //!   to one contiguous run of a padded, phase-split gradient buffer (the
 //!   wide grid's adjoint; `col2im` per panel for small maps).
 //! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T` (on the wide grid
-//!   when it applies), the batch split into a fixed number of chunks (one
+//!   when its junk columns cost at most `Tuning::wide_max_waste`, else per
+//!   panel of output rows of the column matrix), the batch split into a fixed number of chunks (one
 //!   per thread), partial sums reduced in chunk order: bit-identical results
 //!   for the same thread count.
 //! - grad bias: `db[c] = sum over n, h, w of dy`.
@@ -92,11 +93,13 @@ pub(crate) struct Tuning {
     pub task_min_flops: usize,
     /// Threads to plan for (`None`: the pool's size). Tests force it.
     pub threads: Option<usize>,
-    /// Largest fraction of junk columns the wide grid may add (see
-    /// [`wide`]); beyond it the column matrix is built in panels. 15%: a 3x3
-    /// conv on a 14x14 map (16 columns for 14, 14%) still gains from the
-    /// cheaper packing; on 7x7 (9 for 7, 29%) it would not. Tests force
-    /// either path with `INFINITY` / a negative value.
+    /// Largest fraction of junk columns the wide grid may add to the
+    /// gradients and the direct kernels (see [`wide`]); beyond it they
+    /// build the column matrix in panels. 15%: a 3x3 conv on a 14x14 map
+    /// (16 columns for 14, 14%) still gains from the cheaper packing; on
+    /// 7x7 (9 for 7, 29%) it would not. The forward GEMM computes no junk
+    /// and takes the grid whatever the waste. A negative value turns the
+    /// grid off everywhere (tests force either path with it / `INFINITY`).
     pub wide_max_waste: f64,
     /// Fewest input channels per group for which the input gradient of a
     /// stride-1 convolution runs as the forward convolution with the flipped

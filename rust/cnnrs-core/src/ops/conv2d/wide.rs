@@ -14,11 +14,16 @@
 //! ```
 //!
 //! so packing a B panel is a series of plain fixed-width copies. Columns
-//! `ow >= w_out` of the grid are junk (they read across the row end) and are
-//! dropped (forward) or multiplied by zeros (weight gradient). The wider
-//! grid costs `wq / w_out - 1` extra flops (3.6% for a 3x3 conv on 56x56,
-//! 2.7% for a 7x7 stride-2 on 224x224); [`WideGeom::new`] refuses shapes
-//! where that exceeds [`MAX_WASTE`] (small maps), which keep the panel path.
+//! `ow >= w_out` of the grid are junk (they read across the row end). The
+//! forward pass never computes them: [`ValidCols`] packs only valid columns
+//! (a fixed-width copy patched where a panel crosses a row end), and the
+//! GEMM writes the output directly. The gradients work on the grid itself:
+//! junk columns meet zeros in the widened `dy` (weight gradient) or add
+//! zeros (input gradient), costing `wq / w_out - 1` extra flops (3.6% for a
+//! 3x3 conv on 56x56, 2.7% for a 7x7 stride-2 on 224x224); for those,
+//! [`WideGeom::new`] refuses shapes where that exceeds the tuning's
+//! `wide_max_waste` (default [`MAX_WASTE`]; small maps keep the panel
+//! path).
 
 use super::params::Conv2dGeom;
 use crate::kernels::PackB;
@@ -97,11 +102,14 @@ impl WideGeom {
                     continue;
                 }
                 for b in 0..sw {
-                    // Input columns `iw` with `(iw + pad_left) % sw == b`.
+                    // Input columns `iw` with `(iw + pad_left) % sw == b`,
+                    // to consecutive slots from `(first + pad_left) / sw`.
                     let first = (b + sw - gm.pad_left % sw) % sw;
                     let base = ((c * sh + a) * sw + b) * plane + i * wq;
-                    for iw in (first..w_in).step_by(sw) {
-                        xq[base + (iw + gm.pad_left) / sw] = src[iw];
+                    let d0 = base + (first + gm.pad_left) / sw;
+                    let src = src.get(first..).unwrap_or(&[]);
+                    for (d, s) in xq[d0..].iter_mut().zip(src.iter().step_by(sw)) {
+                        *d = *s;
                     }
                 }
             }
@@ -132,8 +140,10 @@ impl WideGeom {
                 for b in 0..sw {
                     let first = (b + sw - gm.pad_left % sw) % sw;
                     let base = ((c * sh + a) * sw + b) * plane + i * wq;
-                    for iw in (first..w_in).step_by(sw) {
-                        dst[iw] += xq[base + (iw + gm.pad_left) / sw];
+                    let s0 = base + (first + gm.pad_left) / sw;
+                    let dst = dst.get_mut(first..).unwrap_or(&mut []);
+                    for (d, s) in dst.iter_mut().step_by(sw).zip(&xq[s0..]) {
+                        *d += *s;
                     }
                 }
             }
@@ -142,6 +152,11 @@ impl WideGeom {
 }
 
 impl WideGeom {
+    /// Fraction of junk columns on the grid: `wq / w_out - 1`.
+    pub(crate) fn waste(&self, gm: &Conv2dGeom) -> f64 {
+        self.wq as f64 / gm.w_out.max(1) as f64 - 1.0
+    }
+
     /// Grid columns rounded up to the direct kernels' block, and the
     /// length `xq` needs for them.
     pub(crate) fn direct_sizes(&self) -> (usize, usize) {
@@ -172,28 +187,65 @@ fn copy_n<const N: usize>(src: &[f32], dst: &mut [f32]) {
     *d = *s;
 }
 
-/// The wide column matrix `[K, cols]` (columns `col0..col0+cols` of the
-/// grid) as a self-packing GEMM B operand.
-pub(crate) struct WideCols<'a> {
+/// The column matrix `[K, cols]` over the *valid* outputs (columns
+/// `col0..col0+cols` of `h_out x w_out`, no junk columns), packed from the
+/// same buffer: a panel row is the run of the grid from its first column,
+/// patched where the panel crosses the end of an output row. So the GEMM
+/// writes the output directly, with no wide result buffer to copy out.
+/// `xq` must extend [`SLACK`] floats past the grid.
+pub(crate) struct ValidCols<'a> {
     pub xq: &'a [f32],
     pub offsets: &'a [usize],
     pub col0: usize,
     pub cols: usize,
+    pub w_out: usize,
+    pub wq: usize,
 }
 
-impl WideCols<'_> {
+/// Floats past `max_off + n_wide` that [`ValidCols`] may read (junk that is
+/// overwritten or dropped).
+pub(crate) const SLACK: usize = 64;
+
+/// Most pieces one panel row of [`ValidCols`] may need (a panel of 32
+/// columns over outputs rows of width 1).
+const MAX_PIECES: usize = 64;
+
+impl ValidCols<'_> {
+    /// Grid position of valid column `j`.
+    #[inline]
+    fn grid(&self, j: usize) -> usize {
+        (j / self.w_out) * self.wq + j % self.w_out
+    }
+
     fn pack_n<const N: usize>(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
         let offs = &self.offsets[p0..p0 + kc];
+        // (destination offset, grid position, length) of each piece after
+        // the first, which starts at 0.
+        let mut pieces = [(0usize, 0usize, 0usize); MAX_PIECES];
         for (q, panel) in dst.chunks_exact_mut(N * kc).enumerate() {
             let j = self.col0 + j0 + q * N;
             let cols = N.min(nc - q * N);
-            if cols == N {
-                for (out, &o) in panel.chunks_exact_mut(N).zip(offs) {
-                    copy_n::<N>(&self.xq[o + j..], out);
+            let g0 = self.grid(j);
+            // The first piece runs to the end of its output row.
+            let first = (self.w_out - j % self.w_out).min(cols);
+            let mut np = 0;
+            let mut d = first;
+            while d < cols {
+                let len = self.w_out.min(cols - d);
+                pieces[np] = (d, self.grid(j + d), len);
+                np += 1;
+                d += len;
+            }
+            let pieces = &pieces[..np];
+            for (out, &o) in panel.chunks_exact_mut(N).zip(offs) {
+                let out: &mut [f32; N] = out.try_into().expect("N floats");
+                // One fixed-width copy from the first column (what lies past
+                // the row end is junk from the grid), then the patches.
+                copy_n::<N>(&self.xq[o + g0..], out);
+                for &(d, g, len) in pieces {
+                    out[d..d + len].copy_from_slice(&self.xq[o + g..o + g + len]);
                 }
-            } else {
-                for (out, &o) in panel.chunks_exact_mut(N).zip(offs) {
-                    out[..cols].copy_from_slice(&self.xq[o + j..o + j + cols]);
+                if cols < N {
                     out[cols..].fill(0.0);
                 }
             }
@@ -201,7 +253,7 @@ impl WideCols<'_> {
     }
 }
 
-impl PackB for WideCols<'_> {
+impl PackB for ValidCols<'_> {
     fn rows(&self) -> usize {
         self.offsets.len()
     }
@@ -218,8 +270,13 @@ impl PackB for WideCols<'_> {
                     let j = self.col0 + j0 + q * nr;
                     let cols = nr.min(nc - q * nr);
                     for (out, &o) in panel.chunks_exact_mut(nr).zip(offs) {
-                        out[..cols].copy_from_slice(&self.xq[o + j..o + j + cols]);
-                        out[cols..].fill(0.0);
+                        for (t, v) in out.iter_mut().enumerate() {
+                            *v = if t < cols {
+                                self.xq[o + self.grid(j + t)]
+                            } else {
+                                0.0
+                            };
+                        }
                     }
                 }
             }
