@@ -253,6 +253,73 @@ impl ValidCols<'_> {
     }
 }
 
+impl ValidCols<'_> {
+    /// [`ValidCols::pack_n`] for 32-column panels with AVX-512 when output
+    /// rows are at least 32 wide, so a panel touches at most two rows: per
+    /// packed row, two loads from the first row's run, two from the next
+    /// row's run shifted to line up, one masked blend per half.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack32_avx512(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        use std::arch::x86_64::*;
+        const N: usize = 32;
+        debug_assert!(self.w_out >= N);
+        let offs = &self.offsets[p0..p0 + kc];
+        let max_off = offs.iter().copied().max().unwrap_or(0);
+        for (q, panel) in dst.chunks_exact_mut(N * kc).enumerate() {
+            let j = self.col0 + j0 + q * N;
+            let cols = N.min(nc - q * N);
+            let g0 = self.grid(j);
+            let first = (self.w_out - j % self.w_out).min(cols);
+            // Lanes `first..cols` come from the next output row, whose run
+            // starts `first` floats before its grid position `g1 - first`;
+            // lanes from `cols` on are zero.
+            let g1 = if first < cols {
+                self.grid(j + first)
+            } else {
+                g0 + first
+            };
+            let shift = g1 - first;
+            let keep = if first >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << first) - 1
+            };
+            let valid = if cols >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << cols) - 1
+            };
+            let (k_lo, k_hi) = ((keep & 0xffff) as u16, (keep >> 16) as u16);
+            let (v_lo, v_hi) = ((valid & 0xffff) as u16, (valid >> 16) as u16);
+            // Every load below reads `[o + g0, o + g0 + 32)` or
+            // `[o + shift, o + shift + 32)` with `o <= max_off`.
+            assert!(max_off + g0.max(shift) + N <= self.xq.len());
+            let base = self.xq.as_ptr();
+            for (out, &o) in panel.chunks_exact_mut(N).zip(offs) {
+                // SAFETY: the loads lie inside `xq` (asserted above); the
+                // stores write the 32 floats of `out`.
+                unsafe {
+                    let a = base.add(o + g0);
+                    let b = base.add(o + shift);
+                    let lo = _mm512_mask_blend_ps(k_lo, _mm512_loadu_ps(b), _mm512_loadu_ps(a));
+                    let hi = _mm512_mask_blend_ps(
+                        k_hi,
+                        _mm512_loadu_ps(b.add(16)),
+                        _mm512_loadu_ps(a.add(16)),
+                    );
+                    let d = out.as_mut_ptr();
+                    _mm512_storeu_ps(d, _mm512_maskz_mov_ps(v_lo, lo));
+                    _mm512_storeu_ps(d.add(16), _mm512_maskz_mov_ps(v_hi, hi));
+                }
+            }
+        }
+    }
+}
+
 impl PackB for ValidCols<'_> {
     fn rows(&self) -> usize {
         self.offsets.len()
@@ -262,6 +329,11 @@ impl PackB for ValidCols<'_> {
     }
     fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
         match nr {
+            #[cfg(target_arch = "x86_64")]
+            32 if self.w_out >= 32 && std::arch::is_x86_feature_detected!("avx512f") => {
+                // SAFETY: AVX-512F is available (checked just above).
+                unsafe { self.pack32_avx512(p0, kc, j0, nc, dst) }
+            }
             32 => self.pack_n::<32>(p0, kc, j0, nc, dst),
             16 => self.pack_n::<16>(p0, kc, j0, nc, dst),
             _ => {
