@@ -413,13 +413,19 @@ fn dw_images(
     Ok(())
 }
 
+/// Weight-gradient chunks per thread (see [`grad_weight`]).
+const CHUNKS_PER_THREAD: usize = 4;
+/// Most floats of weight-gradient partial sums (64 MiB).
+const PARTIAL_FLOATS: usize = 1 << 24;
+
 /// Elements per task of the partial-sum reduction (64 KiB of output).
 const REDUCE_BLOCK: usize = 1 << 14;
 
 /// `dw` `[c_out, c_in_g, k_h, k_w]` from `x` and `dy`.
 ///
-/// The batch is cut into `chunks = min(n, threads)` contiguous ranges (a
-/// function of the shapes and thread count only, never of scheduling). Chunk
+/// The batch is cut into `chunks = min(n, 4*threads)` contiguous ranges
+/// (fewer if their partial sums would pass 64 MiB; a function of the shapes
+/// and thread count only, never of scheduling), run as rayon tasks. Chunk
 /// 0 accumulates straight into `dw`, chunk `c > 0` into its own partial
 /// buffer; then `dw += partial[1]; dw += partial[2]; ...` in that order. So the
 /// result is bit-identical from run to run for the same thread count.
@@ -435,7 +441,15 @@ pub(crate) fn grad_weight(
         return Ok(dw);
     }
     let chunks = match tuning.par_tasks(gm.n, gm.flops()) {
-        Some(_) => gm.n.min(tuning.threads()),
+        Some(_) => {
+            // A few chunks per thread, so a thread slowed by another process
+            // leaves chunks for the others to steal; the partial buffers
+            // stay below PARTIAL_FLOATS (the weight is small next to the
+            // images for real layers, so this rarely binds).
+            let threads = tuning.threads();
+            let by_mem = (PARTIAL_FLOATS / wn).max(threads);
+            gm.n.min(threads * CHUNKS_PER_THREAD).min(by_mem)
+        }
         None => 1,
     };
     let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
