@@ -19,7 +19,7 @@ use super::direct::{self, Direct};
 use super::forward::{im2col, valid_range, GemmFn};
 use super::params::Conv2dGeom;
 use super::wide::{WideColsT, WideGeom};
-use super::{panel_len, with_scratch, Tuning};
+use super::{panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
 use crate::arg_err;
 use crate::error::Result;
 use crate::kernels::{GemmOpts, MatRef};
@@ -196,11 +196,13 @@ pub(crate) fn grad_input(
             return super::forward::run(dy, &wf, bias, &dual, false, tuning);
         }
     }
-    let mut dx = Tensor::zeros(&[gm.n, gm.c_in, gm.h_in, gm.w_in])?;
+    let shape = [gm.n, gm.c_in, gm.h_in, gm.w_in];
+    let numel = crate::tensor::checked_numel(&shape)?;
     let dx_chunk = gm.c_in_g * gm.hw_in(); // one image of one group
-    if dx.numel() == 0 || dx_chunk == 0 {
-        return Ok(dx);
+    if numel == 0 || dx_chunk == 0 {
+        return Tensor::zeros(&shape);
     }
+    let mut dx = uninit_buffer(numel)?; // [n, c_in, h_in, w_in]
     let dy_chunk = gm.c_out_g * gm.hw_out();
     let w_chunk = gm.c_out_g * gm.col_rows();
     let wide = if gm.is_pointwise() {
@@ -222,21 +224,25 @@ pub(crate) fn grad_input(
             mm,
         )
     };
+    let spare = &mut dx.spare_capacity_mut()[..numel];
     match tuning.par_tasks(gm.n * gm.groups, gm.flops()) {
         Some(min_len) => crate::parallel::install(|| {
-            dx.data_mut()
+            spare
                 .par_chunks_mut(dx_chunk)
                 .with_min_len(min_len)
                 .enumerate()
-                .try_for_each(|(t, d)| task(t, d, tuning.mm(false)))
+                .try_for_each(|(t, d)| task(t, zero_init(d), tuning.mm(false)))
         })?,
         None => {
-            for (t, d) in dx.data_mut().chunks_mut(dx_chunk).enumerate() {
-                task(t, d, tuning.mm(true))?;
+            for (t, d) in spare.chunks_mut(dx_chunk).enumerate() {
+                task(t, zero_init(d), tuning.mm(true))?;
             }
         }
     }
-    Ok(dx)
+    // SAFETY: every chunk went through `zero_init` (the loops return early
+    // on any error), and the chunks cover the first `numel` floats.
+    unsafe { dx.set_len(numel) };
+    Ok(Tensor::from_parts(shape.to_vec(), dx))
 }
 
 /// For a stride-1 convolution, the convolution whose forward pass is this

@@ -28,8 +28,6 @@ use crate::kernels::SimdFamily;
 pub(crate) const JB: usize = 64;
 /// Most output channels per group the kernels take.
 pub(crate) const MAX_C: usize = 8;
-// Taps per weight-gradient block `T` = 2: two accumulators of `JB` floats
-// (8 AVX-512 registers) per channel.
 
 /// A multiply-add: fused where the target has FMA (`mul_add` would call a
 /// slow libm routine otherwise).
@@ -128,15 +126,19 @@ fn fwd_body<const T: usize, M: Madd>(d: &Direct, xq: &[f32], y: &mut [f32]) {
     }
 }
 
+/// `dxq[off..off + JB] += acc` (a function with `inline(always)`, compiled
+/// with its caller's target features).
+#[inline(always)]
+fn add(dxq: &mut [f32], off: usize, acc: &[f32; JB]) {
+    let dst: &mut [f32; JB] = (&mut dxq[off..off + JB]).try_into().expect("JB floats");
+    for l in 0..JB {
+        dst[l] += acc[l];
+    }
+}
+
 #[inline(always)]
 fn dx_body<const T: usize, M: Madd>(d: &Direct, dy: &[f32], dxq: &mut [f32]) {
     let k = d.offsets.len();
-    let add = |dxq: &mut [f32], off: usize, acc: &[f32; JB]| {
-        let dst: &mut [f32; JB] = (&mut dxq[off..off + JB]).try_into().expect("JB floats");
-        for l in 0..JB {
-            dst[l] += acc[l];
-        }
-    };
     for j in (0..d.n).step_by(JB) {
         let mut p = 0;
         while p + 2 <= k {
@@ -159,33 +161,72 @@ fn dx_body<const T: usize, M: Madd>(d: &Direct, dy: &[f32], dxq: &mut [f32]) {
     }
 }
 
+/// Sums the lanes of `v` pairwise, in a fixed order.
+#[inline(always)]
+fn lane_sum(mut v: [f32; JB]) -> f32 {
+    let mut w = JB;
+    while w > 1 {
+        w /= 2;
+        for l in 0..w {
+            v[l] += v[l + w];
+        }
+    }
+    v[0]
+}
+
+/// `sum_j dy[co, j] * xq[off[p] + j]`. A function (not a closure) with
+/// `inline(always)`, so it is compiled with its caller's target features
+/// (a closure that is not inlined would call a libm `fmaf` per element).
+#[inline(always)]
+fn dot_one<M: Madd>(d: &Direct, dy: &[f32], xq: &[f32], co: usize, p: usize) -> f32 {
+    let dyc = &dy[co * d.n..(co + 1) * d.n];
+    let off = d.offsets[p];
+    let mut a = [0.0f32; JB];
+    for j in (0..d.n).step_by(JB) {
+        vmul_add::<M>(&mut a, lanes(dyc, j), lanes(xq, off + j));
+    }
+    lane_sum(a)
+}
+
 #[inline(always)]
 fn dw_body<const T: usize, M: Madd>(d: &Direct, dy: &[f32], xq: &[f32], dw: &mut [f32]) {
+    // Blocks of two channels x two taps: four accumulators (16 AVX-512
+    // registers), each load of `dy` or of the image feeding two of them.
     let k = d.offsets.len();
-    for co in 0..d.c_out {
-        let dyc = &dy[co * d.n..(co + 1) * d.n];
-        for p0 in (0..k).step_by(T) {
-            let pn = T.min(k - p0);
-            let mut offs = [0usize; T];
-            offs[..pn].copy_from_slice(&d.offsets[p0..p0 + pn]);
-            let mut acc = [[0.0f32; JB]; T];
+    let dot = |co: usize, p: usize| dot_one::<M>(d, dy, xq, co, p);
+    let (c2, k2) = (d.c_out / 2 * 2, k / 2 * 2);
+    for co in (0..c2).step_by(2) {
+        let (dy0, dy1) = (
+            &dy[co * d.n..(co + 1) * d.n],
+            &dy[(co + 1) * d.n..(co + 2) * d.n],
+        );
+        for p in (0..k2).step_by(2) {
+            let (o0, o1) = (d.offsets[p], d.offsets[p + 1]);
+            let (mut a00, mut a01) = ([0.0f32; JB], [0.0f32; JB]);
+            let (mut a10, mut a11) = ([0.0f32; JB], [0.0f32; JB]);
             for j in (0..d.n).step_by(JB) {
-                let dv = lanes(dyc, j);
-                for (a, &off) in acc.iter_mut().zip(&offs).take(pn) {
-                    vmul_add::<M>(a, dv, lanes(xq, off + j));
+                let (d0, d1) = (lanes(dy0, j), lanes(dy1, j));
+                let (x0, x1) = (lanes(xq, o0 + j), lanes(xq, o1 + j));
+                for l in 0..JB {
+                    a00[l] = M::madd(d0[l], x0[l], a00[l]);
+                    a01[l] = M::madd(d0[l], x1[l], a01[l]);
+                    a10[l] = M::madd(d1[l], x0[l], a10[l]);
+                    a11[l] = M::madd(d1[l], x1[l], a11[l]);
                 }
             }
-            for (t, v) in acc.iter_mut().enumerate().take(pn) {
-                // Pairwise lane sum in a fixed order.
-                let mut w = JB;
-                while w > 1 {
-                    w /= 2;
-                    for l in 0..w {
-                        v[l] += v[l + w];
-                    }
-                }
-                dw[co * k + p0 + t] += v[0];
-            }
+            dw[co * k + p] += lane_sum(a00);
+            dw[co * k + p + 1] += lane_sum(a01);
+            dw[(co + 1) * k + p] += lane_sum(a10);
+            dw[(co + 1) * k + p + 1] += lane_sum(a11);
+        }
+        if k2 < k {
+            dw[co * k + k2] += dot(co, k2);
+            dw[(co + 1) * k + k2] += dot(co + 1, k2);
+        }
+    }
+    if c2 < d.c_out {
+        for p in 0..k {
+            dw[c2 * k + p] += dot(c2, p);
         }
     }
 }

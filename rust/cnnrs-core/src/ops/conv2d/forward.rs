@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::direct::{self, Direct};
 use super::params::Conv2dGeom;
 use super::wide::{ValidCols, WideGeom, SLACK};
-use super::{panel_len, with_scratch, Tuning};
+use super::{panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
 use crate::error::Result;
 use crate::kernels::{
     gemm_par_with, gemm_src_with, gemm_with, GemmOpts, MatRef, PackB, SimdFamily,
@@ -244,11 +244,13 @@ pub(crate) fn run(
     relu: bool,
     tuning: &Tuning,
 ) -> Result<Tensor> {
-    let mut out = Tensor::zeros(&gm.out_shape())?; // [n, c_out, h_out, w_out]
+    let shape = gm.out_shape();
+    let numel = crate::tensor::checked_numel(&shape)?;
     let out_chunk = gm.c_out_g * gm.hw_out(); // one image of one group
-    if out.numel() == 0 || out_chunk == 0 {
-        return Ok(out);
+    if numel == 0 || out_chunk == 0 {
+        return Tensor::zeros(&shape);
     }
+    let mut out = uninit_buffer(numel)?; // [n, c_out, h_out, w_out]
     let x_chunk = gm.c_in_g * gm.hw_in();
     let w_chunk = gm.c_out_g * gm.col_rows();
     // Task t = image t / groups, group t % groups: its output channels are
@@ -277,19 +279,24 @@ pub(crate) fn run(
         )
     };
     let tasks = gm.n * gm.groups;
+    let spare = &mut out.spare_capacity_mut()[..numel];
     match tuning.par_tasks(tasks, gm.flops()) {
         Some(min_len) => crate::parallel::install(|| {
-            out.data_mut()
+            spare
                 .par_chunks_mut(out_chunk)
                 .with_min_len(min_len)
                 .enumerate()
-                .try_for_each(|(t, o)| task(t, o, tuning.mm(false)))
+                .try_for_each(|(t, o)| task(t, zero_init(o), tuning.mm(false)))
         })?,
         None => {
-            for (t, o) in out.data_mut().chunks_mut(out_chunk).enumerate() {
-                task(t, o, tuning.mm(true))?;
+            for (t, o) in spare.chunks_mut(out_chunk).enumerate() {
+                task(t, zero_init(o), tuning.mm(true))?;
             }
         }
     }
-    Ok(out)
+    // SAFETY: the loops above returned early on any error, so every chunk
+    // (together they cover the first `numel` floats) went through
+    // `zero_init`.
+    unsafe { out.set_len(numel) };
+    Ok(Tensor::from_parts(shape.to_vec(), out))
 }

@@ -198,6 +198,32 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> Result<R
     r
 }
 
+/// An empty buffer with room for `len` floats, for an output that parallel
+/// tasks zero and fill chunk by chunk ([`zero_init`]): the zeroing then runs
+/// on every thread, right before the kernel writes the same cache lines,
+/// instead of as a serial pass over the whole output up front.
+///
+/// # Errors
+/// `OutOfMemory` when the allocation fails.
+pub(crate) fn uninit_buffer(len: usize) -> Result<Vec<f32>> {
+    let mut v: Vec<f32> = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        crate::error::CnnError::OutOfMemory(format!(
+            "could not allocate {len} floats ({} bytes)",
+            len.saturating_mul(4)
+        ))
+    })?;
+    Ok(v)
+}
+
+/// Zeroes `u` and returns it as initialised floats.
+pub(crate) fn zero_init(u: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    u.fill(std::mem::MaybeUninit::new(0.0));
+    // SAFETY: every element was just written, and `MaybeUninit<f32>` has
+    // the layout of `f32`.
+    unsafe { &mut *(u as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Floats of one panel buffer: `k * rows * w_out`, checked.
 fn panel_len(gm: &Conv2dGeom, rows: usize) -> Result<usize> {
     gm.col_rows()
