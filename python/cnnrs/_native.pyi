@@ -9,7 +9,6 @@ import numpy.typing as npt
 _F32 = npt.NDArray[np.float32]
 
 __all__ = [
-    "ALLOCATOR_TUNED",
     "Adam",
     "Sgd",
     "Var",
@@ -38,6 +37,7 @@ __all__ = [
     "linear",
     "locally_connected2d",
     "log_softmax",
+    "malloc_tuned",
     "manual_seed",
     "max_pool2d",
     "max_pool_dropout",
@@ -66,7 +66,6 @@ __all__ = [
     "t_random_crop_pairs",
     "t_translate",
 ]
-ALLOCATOR_TUNED: bool
 
 @final
 class Var:
@@ -187,3 +186,4 @@ def peak_gflops(threads: int = 1, family: Optional[str] = None) -> float: ...
 def sgemm(a: _F32, b: _F32, out: Optional[_F32] = None) -> _F32: ...
 def simd_family() -> str: ...
 def simd_available() -> List[str]: ...
+def malloc_tuned() -> bool: ...

@@ -7,6 +7,7 @@ use cnnrs_core::CnnError;
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+mod alloc;
 mod bench;
 mod cat_pad;
 mod conv;
@@ -57,34 +58,17 @@ pub(crate) fn compute<T: Send>(
     }
 }
 
-/// glibc serves allocations above its mmap threshold (dynamic, at most
-/// 32 MiB) with a fresh mmap and returns them with munmap, so every large
-/// activation costs page faults on each call; measured here, an elementwise
-/// op on an 8 MiB tensor ran 2.3x faster with the threshold raised. Raise it
-/// (and the trim threshold) once at import, unless `CNNRS_MALLOPT=0`.
-/// Freed memory then stays with the process for reuse, like a caching
-/// allocator.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_allocator() -> bool {
-    if std::env::var("CNNRS_MALLOPT").is_ok_and(|v| v.trim() == "0") {
-        return false;
-    }
-    // SAFETY: mallopt only changes allocator parameters; it is safe to call
-    // at any time (glibc takes its own lock).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) == 1
-            && libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20) == 1
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_allocator() -> bool {
-    false
+/// True when cnnrs's allocator policy (see `alloc.rs`: glibc `mallopt`
+/// thresholds, opt out with `CNNRS_MALLOPT=0`) is in force.
+#[pyfunction]
+fn malloc_tuned() -> bool {
+    alloc::apply()
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("ALLOCATOR_TUNED", tune_allocator())?;
+    alloc::apply();
+    m.add_function(wrap_pyfunction!(malloc_tuned, m)?)?;
     m.add_class::<PyVar>()?;
     ops::register(m)?;
     bench::register(m)?;

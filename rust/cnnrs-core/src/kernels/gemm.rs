@@ -923,14 +923,11 @@ fn pack_b<K: MicroKernel>(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize
         let panel = &mut dst[q * nr * kc..(q + 1) * nr * kc];
         let base = p0 * b.rs + (j0 + q * nr) * b.cs;
         if b.rs == 1 && cols == nr {
-            // Column-major B: read the `NR` columns side by side.
+            // Column-major B (e.g. a transposed row-major matrix): the
+            // panel is a transpose of `NR` contiguous columns, done in
+            // 4 x 4 register blocks.
             let last = base + (nr - 1) * b.cs + kc;
-            let src = &b.data[base..last];
-            for (p, out) in panel.chunks_exact_mut(nr).enumerate() {
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = src[j * b.cs + p];
-                }
-            }
+            pack_rows_interleaved(&b.data[base..last], b.cs, nr, kc, panel);
         } else {
             for (p, out) in panel.chunks_exact_mut(nr).enumerate() {
                 let s = base + p * b.rs;

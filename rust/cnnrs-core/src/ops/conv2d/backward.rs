@@ -1,19 +1,28 @@
-//! Backward kernels. Input gradient: `dcol = W^T · dy` per panel, then
-//! `col2im` scatter-adds it into `dx` (parallel over images and groups).
-//! Weight gradient: `dW += dy · col(x)^T` per image, the batch split into a
-//! fixed number of chunks whose partial sums are reduced in chunk order.
-//! Bias gradient: a sum over N, H, W in float64.
+//! Backward kernels.
+//! - Input gradient: for stride 1, the convolution of `dy` with the flipped,
+//!   transposed weight (padding `(k-1)*d - pad`), i.e. the forward kernels
+//!   with no column matrix and no scatter; otherwise `dcol = W^T · dy` per
+//!   panel, then `col2im` scatter-adds it into `dx`. Parallel over images
+//!   and groups.
+//! - Weight gradient: `dW += dy · col(x)^T` per image, on the wide grid
+//!   (see [`super::wide`]) where the GEMM packs `col(x)^T` from a padded
+//!   copy of the image, else per panel of output rows; the batch is split
+//!   into a fixed number of chunks whose partial sums are reduced in chunk
+//!   order.
+//! - Bias gradient: a sum over N, H, W in float64.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::forward::{gemm_fn, im2col, valid_range, GemmFn};
+use super::direct::{self, Direct};
+use super::forward::{im2col, valid_range, GemmFn};
 use super::params::Conv2dGeom;
-use super::{panel_len, with_scratch, Tuning};
+use super::wide::{WideColsT, WideGeom};
+use super::{panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
 use crate::arg_err;
 use crate::error::Result;
-use crate::kernels::{gemm, GemmOpts, MatRef};
+use crate::kernels::{GemmOpts, MatRef};
 use crate::tensor::{try_zeros, Tensor};
 
 /// The adjoint of [`im2col`]: adds `col` `[K, (oh1-oh0)*w_out]` back into the
@@ -65,6 +74,7 @@ fn dx_one(
     bias: Option<&[f32]>,
     dx: &mut [f32],
     gm: &Conv2dGeom,
+    wide: Option<&WideGeom>,
     tuning: &Tuning,
     mm: GemmFn,
 ) -> Result<()> {
@@ -77,7 +87,7 @@ fn dx_one(
             bias_row: bias,
             ..GemmOpts::default()
         };
-        mm(wt, MatRef::row_major(dy, gm.c_out_g, hw, hw), dx, hw, &opts);
+        mm.call(wt, MatRef::row_major(dy, gm.c_out_g, hw, hw), dx, hw, &opts);
         return Ok(());
     }
     if let Some(b) = bias {
@@ -86,6 +96,26 @@ fn dx_one(
         }
     }
     let opts = GemmOpts::default();
+    if let Some(wg) = wide {
+        if tuning.direct(gm) {
+            let (n, xq_len) = wg.direct_sizes();
+            return with_scratch(xq_len + gm.c_out_g * n, |buf| {
+                let (dxq, dyw) = buf.split_at_mut(xq_len);
+                dxq.fill(0.0);
+                wg.widen_dy(gm, dy, n, dyw);
+                let d = Direct {
+                    w,
+                    c_out: gm.c_out_g,
+                    offsets: &wg.offsets,
+                    n,
+                };
+                direct::grad_input(mm.family, &d, dyw, dxq);
+                wg.add_back(gm, dxq, dx);
+                Ok(())
+            });
+        }
+        return dx_one_wide(wt, dy, dx, gm, wg, tuning, mm);
+    }
     let rows = tuning.panel_rows(gm);
     with_scratch(panel_len(gm, rows)?, |buf| {
         for oh0 in (0..gm.h_out).step_by(rows) {
@@ -93,9 +123,58 @@ fn dx_one(
             let cols = (oh1 - oh0) * w_out;
             let dcol = &mut buf[..k * cols]; // [K, cols]
             let dy_panel = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
-            mm(wt, dy_panel, dcol, cols, &opts);
+            mm.call(wt, dy_panel, dcol, cols, &opts);
             col2im(dcol, gm, oh0, oh1, dx);
         }
+        Ok(())
+    })
+}
+
+/// [`dx_one`] on the wide grid: per chunk of output rows, `dcol = W^T ·
+/// dy_wide` (junk columns of `dy_wide` are zero, so theirs are too), then
+/// every row of `dcol` is added to one contiguous run of the padded,
+/// phase-split gradient buffer (the adjoint of the forward's packing: no
+/// index arithmetic per element, and the adds vectorise); finally the
+/// buffer's real positions are added into `dx`.
+fn dx_one_wide(
+    wt: MatRef,
+    dy: &[f32],
+    dx: &mut [f32],
+    gm: &Conv2dGeom,
+    wg: &WideGeom,
+    tuning: &Tuning,
+    mm: GemmFn,
+) -> Result<()> {
+    let (k, hw, w_out, wq) = (gm.col_rows(), gm.hw_out(), gm.w_out, wg.wq);
+    let rows = super::forward::wide_rows_k(gm, wg, tuning);
+    let dyw_len = gm.c_out_g * rows * wq;
+    let dcol_len = k * rows * wq;
+    with_scratch(wg.xq_len + dyw_len + dcol_len, |buf| {
+        let (dxq, rest) = buf.split_at_mut(wg.xq_len);
+        let (dyw, dcol) = rest.split_at_mut(dyw_len);
+        dxq.fill(0.0);
+        for oh0 in (0..gm.h_out).step_by(rows) {
+            let oh1 = (oh0 + rows).min(gm.h_out);
+            let cols = (oh1 - oh0) * wq;
+            let dyw = &mut dyw[..gm.c_out_g * cols]; // [c_out_g, rows, wq]
+            for (drow, srow) in dyw.chunks_exact_mut(cols).zip(dy.chunks_exact(hw)) {
+                let src = &srow[oh0 * w_out..oh1 * w_out];
+                for (d, s) in drow.chunks_exact_mut(wq).zip(src.chunks_exact(w_out)) {
+                    d[..w_out].copy_from_slice(s);
+                    d[w_out..].fill(0.0);
+                }
+            }
+            let dcol = &mut dcol[..k * cols]; // [K, cols]
+            let b = MatRef::row_major(dyw, gm.c_out_g, cols, cols);
+            mm.call(wt, b, dcol, cols, &GemmOpts::default());
+            for (row, &off) in dcol.chunks_exact(cols).zip(&wg.offsets) {
+                let o = off + oh0 * wq;
+                for (d, s) in dxq[o..o + cols].iter_mut().zip(row) {
+                    *d += *s;
+                }
+            }
+        }
+        wg.add_back(gm, dxq, dx);
         Ok(())
     })
 }
@@ -111,13 +190,26 @@ pub(crate) fn grad_input(
     gm: &Conv2dGeom,
     tuning: &Tuning,
 ) -> Result<Tensor> {
-    let mut dx = Tensor::zeros(&[gm.n, gm.c_in, gm.h_in, gm.w_in])?;
-    let dx_chunk = gm.c_in_g * gm.hw_in(); // one image of one group
-    if dx.numel() == 0 || dx_chunk == 0 {
-        return Ok(dx);
+    if gm.c_in_g >= tuning.flip_min_channels {
+        if let Some(dual) = flipped_geom(gm) {
+            let wf = flip_weight(w, gm);
+            return super::forward::run(dy, &wf, bias, &dual, false, tuning);
+        }
     }
+    let shape = [gm.n, gm.c_in, gm.h_in, gm.w_in];
+    let numel = crate::tensor::checked_numel(&shape)?;
+    let dx_chunk = gm.c_in_g * gm.hw_in(); // one image of one group
+    if numel == 0 || dx_chunk == 0 {
+        return Tensor::zeros(&shape);
+    }
+    let mut dx = uninit_buffer(numel)?; // [n, c_in, h_in, w_in]
     let dy_chunk = gm.c_out_g * gm.hw_out();
     let w_chunk = gm.c_out_g * gm.col_rows();
+    let wide = if gm.is_pointwise() {
+        None
+    } else {
+        WideGeom::new(gm, tuning.wide_max_waste)
+    };
     let task = |t: usize, dx_t: &mut [f32], mm: GemmFn| -> Result<()> {
         let (img, g) = (t / gm.groups, t % gm.groups);
         let dy0 = (img * gm.c_out + g * gm.c_out_g) * gm.hw_out();
@@ -127,25 +219,88 @@ pub(crate) fn grad_input(
             bias.map(|b| &b[g * gm.c_in_g..(g + 1) * gm.c_in_g]),
             dx_t,
             gm,
+            wide.as_ref(),
             tuning,
             mm,
         )
     };
+    let spare = &mut dx.spare_capacity_mut()[..numel];
     match tuning.par_tasks(gm.n * gm.groups, gm.flops()) {
         Some(min_len) => crate::parallel::install(|| {
-            dx.data_mut()
+            spare
                 .par_chunks_mut(dx_chunk)
                 .with_min_len(min_len)
                 .enumerate()
-                .try_for_each(|(t, d)| task(t, d, gemm))
+                .try_for_each(|(t, d)| task(t, zero_init(d), tuning.mm(false)))
         })?,
         None => {
-            for (t, d) in dx.data_mut().chunks_mut(dx_chunk).enumerate() {
-                task(t, d, gemm_fn(true))?;
+            for (t, d) in spare.chunks_mut(dx_chunk).enumerate() {
+                task(t, zero_init(d), tuning.mm(true))?;
             }
         }
     }
-    Ok(dx)
+    // SAFETY: every chunk went through `zero_init` (the loops return early
+    // on any error), and the chunks cover the first `numel` floats.
+    unsafe { dx.set_len(numel) };
+    Ok(Tensor::from_parts(shape.to_vec(), dx))
+}
+
+/// For a stride-1 convolution, the convolution whose forward pass is this
+/// one's input gradient: input `dy`, output `dx`, weight [`flip_weight`],
+/// padding `(k-1)*d - pad` before and the rest after (`None` when either is
+/// negative: padding wider than the kernel's reach).
+pub(super) fn flipped_geom(gm: &Conv2dGeom) -> Option<Conv2dGeom> {
+    if gm.stride_h != 1 || gm.stride_w != 1 || gm.is_pointwise() {
+        return None;
+    }
+    let span_h = (gm.k_h - 1) * gm.dil_h;
+    let span_w = (gm.k_w - 1) * gm.dil_w;
+    let pad_top = span_h.checked_sub(gm.pad_top)?;
+    let pad_left = span_w.checked_sub(gm.pad_left)?;
+    // dx rows: h_out + pad_top + pad_bottom - span_h = h_in.
+    let pad_bottom = (gm.h_in + span_h).checked_sub(gm.h_out + pad_top)?;
+    let pad_right = (gm.w_in + span_w).checked_sub(gm.w_out + pad_left)?;
+    Some(Conv2dGeom {
+        n: gm.n,
+        c_in: gm.c_out,
+        h_in: gm.h_out,
+        w_in: gm.w_out,
+        c_out: gm.c_in,
+        k_h: gm.k_h,
+        k_w: gm.k_w,
+        h_out: gm.h_in,
+        w_out: gm.w_in,
+        stride_h: 1,
+        stride_w: 1,
+        dil_h: gm.dil_h,
+        dil_w: gm.dil_w,
+        pad_top,
+        pad_bottom,
+        pad_left,
+        pad_right,
+        groups: gm.groups,
+        c_in_g: gm.c_out_g,
+        c_out_g: gm.c_in_g,
+    })
+}
+
+/// The weight of [`flipped_geom`]: `[c_in, c_out_g, k_h, k_w]` with
+/// `wf[g*c_in_g + ci, co, kh, kw] = w[g*c_out_g + co, ci, k_h-1-kh, k_w-1-kw]`.
+pub(super) fn flip_weight(w: &[f32], gm: &Conv2dGeom) -> Vec<f32> {
+    let taps = gm.k_h * gm.k_w;
+    let mut wf = vec![0.0f32; w.len()];
+    for g in 0..gm.groups {
+        for co in 0..gm.c_out_g {
+            for ci in 0..gm.c_in_g {
+                let src = ((g * gm.c_out_g + co) * gm.c_in_g + ci) * taps;
+                let dst = ((g * gm.c_in_g + ci) * gm.c_out_g + co) * taps;
+                for t in 0..taps {
+                    wf[dst + t] = w[src + taps - 1 - t];
+                }
+            }
+        }
+    }
+    wf
 }
 
 /// One image of one group: `dw [c_out_g, K] += dy [c_out_g, hw_out] · col(x)^T`.
@@ -154,6 +309,7 @@ fn dw_one(
     dy: &[f32],
     dw: &mut [f32],
     gm: &Conv2dGeom,
+    wide: Option<&WideGeom>,
     tuning: &Tuning,
     mm: GemmFn,
 ) -> Result<()> {
@@ -164,8 +320,51 @@ fn dw_one(
     };
     if gm.is_pointwise() {
         let xt = MatRef::transposed(x, hw, k, hw); // [hw, c_in_g]
-        mm(MatRef::row_major(dy, gm.c_out_g, hw, hw), xt, dw, k, &acc);
+        mm.call(MatRef::row_major(dy, gm.c_out_g, hw, hw), xt, dw, k, &acc);
         return Ok(());
+    }
+    if let (Some(wg), true) = (wide, tuning.direct(gm)) {
+        let (n, xq_len) = wg.direct_sizes();
+        return with_scratch(xq_len + gm.c_out_g * n, |buf| {
+            let (xq, dyw) = buf.split_at_mut(xq_len);
+            wg.build(gm, x, &mut xq[..wg.xq_len]);
+            xq[wg.xq_len..].fill(0.0);
+            wg.widen_dy(gm, dy, n, dyw);
+            // `w` is not read by the weight-gradient kernel.
+            let d = Direct {
+                w: &[],
+                c_out: gm.c_out_g,
+                offsets: &wg.offsets,
+                n,
+            };
+            direct::grad_weight(mm.family, &d, dyw, xq, dw);
+            Ok(())
+        });
+    }
+    if let Some(wg) = wide {
+        // dW = dy_wide [c_out_g, h_out*wq] · col_wide^T: the junk columns of
+        // the grid meet zeros in dy_wide.
+        let (wq, n_wide) = (wg.wq, wg.n_wide);
+        let dyw_len = gm.c_out_g * n_wide;
+        return with_scratch(wg.xq_len + dyw_len, |buf| {
+            let (xq, dyw) = buf.split_at_mut(wg.xq_len);
+            wg.build(gm, x, xq);
+            for (drow, srow) in dyw.chunks_exact_mut(n_wide).zip(dy.chunks_exact(hw)) {
+                for (d, s) in drow.chunks_exact_mut(wq).zip(srow.chunks_exact(w_out)) {
+                    d[..w_out].copy_from_slice(s);
+                    d[w_out..].fill(0.0);
+                }
+            }
+            let src = WideColsT {
+                xq,
+                offsets: &wg.offsets,
+                col0: 0,
+                cols: n_wide,
+            };
+            let a = MatRef::row_major(dyw, gm.c_out_g, n_wide, n_wide);
+            mm.src(a, &src, dw, k, &acc);
+            Ok(())
+        });
     }
     let rows = tuning.panel_rows(gm);
     with_scratch(panel_len(gm, rows)?, |buf| {
@@ -175,7 +374,7 @@ fn dw_one(
             let col = &mut buf[..k * cols]; // [K, cols]
             im2col(x, gm, oh0, oh1, col);
             let dy_panel = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
-            mm(
+            mm.call(
                 dy_panel,
                 MatRef::transposed(col, cols, k, cols),
                 dw,
@@ -195,6 +394,7 @@ fn dw_images(
     dw: &mut [f32],
     imgs: Range<usize>,
     gm: &Conv2dGeom,
+    wide: Option<&WideGeom>,
     tuning: &Tuning,
     mm: GemmFn,
 ) -> Result<()> {
@@ -210,6 +410,7 @@ fn dw_images(
                 &dy[dy0..dy0 + dy_chunk],
                 dw_g,
                 gm,
+                wide,
                 tuning,
                 mm,
             )?;
@@ -218,13 +419,19 @@ fn dw_images(
     Ok(())
 }
 
+/// Weight-gradient chunks per thread (see [`grad_weight`]).
+const CHUNKS_PER_THREAD: usize = 4;
+/// Most floats of weight-gradient partial sums (64 MiB).
+const PARTIAL_FLOATS: usize = 1 << 24;
+
 /// Elements per task of the partial-sum reduction (64 KiB of output).
 const REDUCE_BLOCK: usize = 1 << 14;
 
 /// `dw` `[c_out, c_in_g, k_h, k_w]` from `x` and `dy`.
 ///
-/// The batch is cut into `chunks = min(n, threads)` contiguous ranges (a
-/// function of the shapes and thread count only, never of scheduling). Chunk
+/// The batch is cut into `chunks = min(n, 4*threads)` contiguous ranges
+/// (fewer if their partial sums would pass 64 MiB; a function of the shapes
+/// and thread count only, never of scheduling), run as rayon tasks. Chunk
 /// 0 accumulates straight into `dw`, chunk `c > 0` into its own partial
 /// buffer; then `dw += partial[1]; dw += partial[2]; ...` in that order. So the
 /// result is bit-identical from run to run for the same thread count.
@@ -240,12 +447,35 @@ pub(crate) fn grad_weight(
         return Ok(dw);
     }
     let chunks = match tuning.par_tasks(gm.n, gm.flops()) {
-        Some(_) => gm.n.min(tuning.threads()),
+        Some(_) => {
+            // A few chunks per thread, so a thread slowed by another process
+            // leaves chunks for the others to steal; the partial buffers
+            // stay below PARTIAL_FLOATS (the weight is small next to the
+            // images for real layers, so this rarely binds).
+            let threads = tuning.threads();
+            let by_mem = (PARTIAL_FLOATS / wn).max(threads);
+            gm.n.min(threads * CHUNKS_PER_THREAD).min(by_mem)
+        }
         None => 1,
     };
     let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
+    let wide = if gm.is_pointwise() {
+        None
+    } else {
+        WideGeom::new(gm, tuning.wide_max_waste)
+    };
+    let wide = wide.as_ref();
     if chunks == 1 {
-        dw_images(x, dy, dw.data_mut(), 0..gm.n, gm, tuning, gemm_fn(true))?;
+        dw_images(
+            x,
+            dy,
+            dw.data_mut(),
+            0..gm.n,
+            gm,
+            wide,
+            tuning,
+            tuning.mm(true),
+        )?;
         return Ok(dw);
     }
     let len = wn
@@ -255,12 +485,14 @@ pub(crate) fn grad_weight(
     let dw_data = dw.data_mut();
     crate::parallel::install(|| {
         let (first, rest) = rayon::join(
-            || dw_images(x, dy, dw_data, range(0), gm, tuning, gemm),
+            || dw_images(x, dy, dw_data, range(0), gm, wide, tuning, tuning.mm(false)),
             || {
                 partial
                     .par_chunks_mut(wn)
                     .enumerate()
-                    .try_for_each(|(c, buf)| dw_images(x, dy, buf, range(c + 1), gm, tuning, gemm))
+                    .try_for_each(|(c, buf)| {
+                        dw_images(x, dy, buf, range(c + 1), gm, wide, tuning, tuning.mm(false))
+                    })
             },
         );
         first.and(rest)?;
@@ -281,6 +513,23 @@ pub(crate) fn grad_weight(
     Ok(dw)
 }
 
+/// The sum of `v` in float64, in eight interleaved partial sums (a fixed
+/// order, so the result is reproducible; independent chains, so the adds
+/// vectorise instead of waiting on each other).
+fn sum_f64(v: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for ch in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(ch) {
+            *a += x as f64;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&x| x as f64).sum();
+    let (a, b) = (acc[0] + acc[4], acc[1] + acc[5]);
+    let (c, d) = (acc[2] + acc[6], acc[3] + acc[7]);
+    (a + c) + (b + d) + tail
+}
+
 /// The bias gradient: `db[c] = sum over n, h, w of dy[n, c, h, w]` for `dy`
 /// `[n, c, hw]`, accumulated in float64.
 pub(crate) fn channel_sums(dy: &[f32], c: usize, hw: usize) -> Tensor {
@@ -288,7 +537,7 @@ pub(crate) fn channel_sums(dy: &[f32], c: usize, hw: usize) -> Tensor {
     if hw > 0 && c > 0 {
         for image in dy.chunks_exact(c * hw) {
             for (a, plane) in acc.iter_mut().zip(image.chunks_exact(hw)) {
-                *a += plane.iter().map(|&v| v as f64).sum::<f64>();
+                *a += sum_f64(plane);
             }
         }
     }

@@ -1,23 +1,39 @@
-//! Forward kernels: im2col of a panel of output rows + GEMM with the bias
-//! (and optional ReLU) fused in its epilogue. The kernels see one image of
+//! Forward kernels: GEMM of the weight with the column matrix, the bias (and
+//! optional ReLU) fused in its epilogue. The column matrix is either packed
+//! by the GEMM straight from a padded copy of the image (the wide grid, see
+//! [`super::wide`]) or, for small maps where the wide grid wastes too much,
+//! built one panel of output rows at a time. The kernels see one image of
 //! one group; the driver [`run`] splits the batch and the groups.
 
 use rayon::prelude::*;
 
+use super::direct::{self, Direct};
 use super::params::Conv2dGeom;
-use super::{panel_len, with_scratch, Tuning};
+use super::wide::{ValidCols, WideGeom, SLACK};
+use super::{panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
 use crate::error::Result;
-use crate::kernels::{gemm, gemm_par, GemmOpts, MatRef};
+use crate::kernels::{
+    gemm_par_with, gemm_src_with, gemm_with, GemmOpts, MatRef, PackB, SimdFamily,
+};
 use crate::tensor::Tensor;
 
 /// The GEMM to call: serial inside a parallel region, self-splitting outside.
-pub(super) type GemmFn = fn(MatRef, MatRef, &mut [f32], usize, &GemmOpts);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct GemmFn {
+    pub split: bool,
+    pub family: SimdFamily,
+}
 
-pub(super) fn gemm_fn(split_gemm: bool) -> GemmFn {
-    if split_gemm {
-        gemm_par
-    } else {
-        gemm
+impl GemmFn {
+    pub(super) fn call(self, a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+        if self.split {
+            gemm_par_with(self.family, a, b, c, ldc, opts)
+        } else {
+            gemm_with(self.family, a, b, c, ldc, opts)
+        }
+    }
+    pub(super) fn src(self, a: MatRef, b: &dyn PackB, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
+        gemm_src_with(self.family, self.split, a, b, c, ldc, opts)
     }
 }
 
@@ -100,6 +116,7 @@ fn conv_one(
     bias: Option<&[f32]>,
     out: &mut [f32],
     gm: &Conv2dGeom,
+    wide: Option<&WideGeom>,
     relu: bool,
     tuning: &Tuning,
     mm: GemmFn,
@@ -113,8 +130,14 @@ fn conv_one(
     };
     if gm.is_pointwise() {
         // The input of the group already is the [K = c_in_g, hw] column matrix.
-        mm(a, MatRef::row_major(x, k, hw, hw), out, hw, &opts);
+        mm.call(a, MatRef::row_major(x, k, hw, hw), out, hw, &opts);
         return Ok(());
+    }
+    if let Some(wg) = wide {
+        if tuning.direct(gm) && wg.waste(gm) <= tuning.wide_max_waste {
+            return conv_one_direct(x, w, out, gm, wg, &opts, mm);
+        }
+        return conv_one_wide(x, a, out, gm, wg, &opts, mm);
     }
     let rows = tuning.panel_rows(gm);
     with_scratch(panel_len(gm, rows)?, |buf| {
@@ -124,7 +147,7 @@ fn conv_one(
             let col = &mut buf[..k * cols];
             im2col(x, gm, oh0, oh1, col);
             // [K, cols] panel -> columns oh0*w_out.. of every output row.
-            mm(
+            mm.call(
                 a,
                 MatRef::row_major(col, k, cols, cols),
                 &mut out[oh0 * w_out..],
@@ -132,6 +155,81 @@ fn conv_one(
                 &opts,
             );
         }
+        Ok(())
+    })
+}
+
+/// [`conv_one`] with the direct kernel (few output channels): the whole
+/// image on the grid, then its valid columns, plus bias and ReLU, to `out`.
+fn conv_one_direct(
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    gm: &Conv2dGeom,
+    wg: &WideGeom,
+    opts: &GemmOpts,
+    mm: GemmFn,
+) -> Result<()> {
+    let (n, xq_len) = wg.direct_sizes();
+    let (wq, w_out, hw) = (wg.wq, gm.w_out, gm.hw_out());
+    with_scratch(xq_len + gm.c_out_g * n, |buf| {
+        let (xq, y) = buf.split_at_mut(xq_len);
+        wg.build(gm, x, &mut xq[..wg.xq_len]);
+        xq[wg.xq_len..].fill(0.0);
+        let d = Direct {
+            w,
+            c_out: gm.c_out_g,
+            offsets: &wg.offsets,
+            n,
+        };
+        direct::forward(mm.family, &d, xq, y);
+        for (co, (orow, yrow)) in out.chunks_exact_mut(hw).zip(y.chunks_exact(n)).enumerate() {
+            let b = opts.bias_row.map_or(0.0, |b| b[co]);
+            for (o, s) in orow.chunks_exact_mut(w_out).zip(yrow.chunks_exact(wq)) {
+                for (o, &v) in o.iter_mut().zip(s) {
+                    let v = v + b;
+                    *o = if opts.relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Output rows per chunk of the wide input gradient, whose `[K, rows*wq]`
+/// column-gradient buffer holds about `panel_floats` floats.
+pub(super) fn wide_rows_k(gm: &Conv2dGeom, wg: &WideGeom, tuning: &Tuning) -> usize {
+    let row = gm.col_rows().saturating_mul(wg.wq).max(1);
+    (tuning.panel_floats / row).clamp(1, gm.h_out.max(1))
+}
+
+/// [`conv_one`] on the wide grid: pad/phase-split the image once, then one
+/// GEMM whose B panels are packed straight from that copy and whose result
+/// goes straight to `out`.
+fn conv_one_wide(
+    x: &[f32],
+    a: MatRef,
+    out: &mut [f32],
+    gm: &Conv2dGeom,
+    wg: &WideGeom,
+    opts: &GemmOpts,
+    mm: GemmFn,
+) -> Result<()> {
+    let hw = gm.hw_out();
+    let max_off = wg.offsets.iter().copied().max().unwrap_or(0);
+    let len = wg.xq_len.max(max_off + wg.n_wide) + SLACK;
+    with_scratch(len, |xq| {
+        wg.build(gm, x, &mut xq[..wg.xq_len]);
+        xq[wg.xq_len..].fill(0.0);
+        let src = ValidCols {
+            xq,
+            offsets: &wg.offsets,
+            col0: 0,
+            cols: hw,
+            w_out: gm.w_out,
+            wq: wg.wq,
+        };
+        mm.src(a, &src, out, hw, opts);
         Ok(())
     })
 }
@@ -146,15 +244,25 @@ pub(crate) fn run(
     relu: bool,
     tuning: &Tuning,
 ) -> Result<Tensor> {
-    let mut out = Tensor::zeros(&gm.out_shape())?; // [n, c_out, h_out, w_out]
+    let shape = gm.out_shape();
+    let numel = crate::tensor::checked_numel(&shape)?;
     let out_chunk = gm.c_out_g * gm.hw_out(); // one image of one group
-    if out.numel() == 0 || out_chunk == 0 {
-        return Ok(out);
+    if numel == 0 || out_chunk == 0 {
+        return Tensor::zeros(&shape);
     }
+    let mut out = uninit_buffer(numel)?; // [n, c_out, h_out, w_out]
     let x_chunk = gm.c_in_g * gm.hw_in();
     let w_chunk = gm.c_out_g * gm.col_rows();
     // Task t = image t / groups, group t % groups: its output channels are
     // contiguous, so the output splits into disjoint chunks in task order.
+    // The forward pass computes no junk columns ([`ValidCols`]), so the
+    // grid's width costs nothing here: any waste is fine (a negative
+    // `wide_max_waste` still turns the wide path off, for tests).
+    let wide = if gm.is_pointwise() || tuning.wide_max_waste < 0.0 {
+        None
+    } else {
+        WideGeom::new(gm, f64::INFINITY)
+    };
     let task = |t: usize, out_t: &mut [f32], mm: GemmFn| -> Result<()> {
         let (img, g) = (t / gm.groups, t % gm.groups);
         let x0 = (img * gm.c_in + g * gm.c_in_g) * gm.hw_in();
@@ -164,25 +272,31 @@ pub(crate) fn run(
             b.map(|b| &b[g * gm.c_out_g..(g + 1) * gm.c_out_g]),
             out_t,
             gm,
+            wide.as_ref(),
             relu,
             tuning,
             mm,
         )
     };
     let tasks = gm.n * gm.groups;
+    let spare = &mut out.spare_capacity_mut()[..numel];
     match tuning.par_tasks(tasks, gm.flops()) {
         Some(min_len) => crate::parallel::install(|| {
-            out.data_mut()
+            spare
                 .par_chunks_mut(out_chunk)
                 .with_min_len(min_len)
                 .enumerate()
-                .try_for_each(|(t, o)| task(t, o, gemm))
+                .try_for_each(|(t, o)| task(t, zero_init(o), tuning.mm(false)))
         })?,
         None => {
-            for (t, o) in out.data_mut().chunks_mut(out_chunk).enumerate() {
-                task(t, o, gemm_fn(true))?;
+            for (t, o) in spare.chunks_mut(out_chunk).enumerate() {
+                task(t, zero_init(o), tuning.mm(true))?;
             }
         }
     }
-    Ok(out)
+    // SAFETY: the loops above returned early on any error, so every chunk
+    // (together they cover the first `numel` floats) went through
+    // `zero_init`.
+    unsafe { out.set_len(numel) };
+    Ok(Tensor::from_parts(shape.to_vec(), out))
 }

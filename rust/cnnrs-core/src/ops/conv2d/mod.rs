@@ -8,15 +8,23 @@
 //!
 //! Method (per image `i` and group `g`; `K = c_in_g*k_h*k_w`):
 //! - forward: `y[i,g] [c_out_g, hw_out] = W[g] [c_out_g, K] · col(x[i,g]) [K, hw_out]`
-//!   with the bias (and optionally ReLU) fused into the GEMM epilogue. The
-//!   column matrix is built per panel of output rows into a per-thread scratch
-//!   buffer (never for the whole batch); a 1x1 stride-1 unpadded conv uses the
-//!   input itself as the column matrix.
-//! - grad input: `dcol = W[g]^T · dy[i,g]`, then `col2im` scatter-adds `dcol`
-//!   into `dx[i,g]`.
-//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T`, the batch split into
-//!   a fixed number of chunks (one per thread), partial sums reduced in chunk
-//!   order: bit-identical results for the same thread count.
+//!   with the bias (and optionally ReLU) fused into the GEMM epilogue. A 1x1
+//!   stride-1 unpadded conv uses the input itself as the column matrix.
+//!   Otherwise the GEMM packs its B panels straight from a zero-padded,
+//!   stride-phase-split copy of the image, on which every column-matrix row
+//!   is one contiguous run ([`wide`]), and writes the output directly; no
+//!   column matrix exists. Layers with at most 8 output channels per group
+//!   (LeNet) use the direct kernels of [`direct`] instead of the GEMM.
+//! - grad input: stride 1 (and at least 8 input channels per group): the
+//!   forward kernels run on `dy` with the flipped, transposed weight;
+//!   otherwise `dcol = W[g]^T · dy[i,g]`, then each row of `dcol` is added
+//!   to one contiguous run of a padded, phase-split gradient buffer (the
+//!   wide grid's adjoint; `col2im` per panel for small maps).
+//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T` (on the wide grid
+//!   when its junk columns cost at most `Tuning::wide_max_waste`, else per
+//!   panel of output rows of the column matrix), the batch split into a fixed number of chunks (one
+//!   per thread), partial sums reduced in chunk order: bit-identical results
+//!   for the same thread count.
 //! - grad bias: `db[c] = sum over n, h, w of dy`.
 //!
 //! Parallelism: one rayon task per (image, group) writing a disjoint chunk of
@@ -35,11 +43,13 @@ use crate::{arg_err, shape_err};
 // The kernels are crate-visible: `conv_transpose2d` runs them on the dual
 // geometry (its forward is this op's input gradient, and so on).
 pub(crate) mod backward;
+pub(crate) mod direct;
 pub(crate) mod forward;
 pub mod params;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+pub(crate) mod wide;
 
 pub use params::{Conv2dGeom, Conv2dParams, Padding};
 
@@ -83,6 +93,28 @@ pub(crate) struct Tuning {
     pub task_min_flops: usize,
     /// Threads to plan for (`None`: the pool's size). Tests force it.
     pub threads: Option<usize>,
+    /// Largest fraction of junk columns the wide grid may add to the
+    /// gradients and the direct kernels (see [`wide`]); beyond it they
+    /// build the column matrix in panels. 15%: a 3x3 conv on a 14x14 map
+    /// (16 columns for 14, 14%) still gains from the cheaper packing; on
+    /// 7x7 (9 for 7, 29%) it would not. The forward GEMM computes no junk
+    /// and takes the grid whatever the waste. A negative value turns the
+    /// grid off everywhere (tests force either path with it / `INFINITY`).
+    pub wide_max_waste: f64,
+    /// Fewest input channels per group for which the input gradient of a
+    /// stride-1 convolution runs as the forward convolution with the flipped
+    /// weight (no column matrix, no scatter) instead of GEMM + col2im. That
+    /// GEMM has `c_in_g` rows: below a register block (8 for AVX-512) most
+    /// of each tile is padding (LeNet's first layer, 1 channel: 4x slower
+    /// than col2im). Tests force either path with 0 / `usize::MAX`.
+    pub flip_min_channels: usize,
+    /// GEMM kernel family (`None`: the process-wide one). Tests run every
+    /// family through the convolution kernels with it.
+    pub simd: Option<crate::kernels::SimdFamily>,
+    /// Most output channels per group for the direct kernels (see
+    /// [`direct`]; at most [`direct::MAX_C`]); wider layers use the GEMM.
+    /// Tests force either path with 8 / 0.
+    pub direct_max_cout: usize,
 }
 
 impl Tuning {
@@ -91,7 +123,25 @@ impl Tuning {
         par_min_flops: 1 << 22,
         task_min_flops: 1 << 20,
         threads: None,
+        wide_max_waste: wide::MAX_WASTE,
+        flip_min_channels: 8,
+        simd: None,
+        direct_max_cout: direct::MAX_C,
     };
+
+    /// The GEMM the kernels call: `split` lets it use the pool (outside a
+    /// parallel region).
+    fn mm(&self, split: bool) -> forward::GemmFn {
+        forward::GemmFn {
+            split,
+            family: self.simd.unwrap_or_else(crate::kernels::simd::active),
+        }
+    }
+
+    /// True when the direct kernels take this geometry (on the wide grid).
+    fn direct(&self, gm: &Conv2dGeom) -> bool {
+        gm.c_out_g <= self.direct_max_cout.min(direct::MAX_C) && !gm.is_pointwise()
+    }
 
     fn threads(&self) -> usize {
         self.threads
@@ -146,6 +196,32 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> Result<R
         SCRATCH.with(|s| *s.borrow_mut() = buf);
     }
     r
+}
+
+/// An empty buffer with room for `len` floats, for an output that parallel
+/// tasks zero and fill chunk by chunk ([`zero_init`]): the zeroing then runs
+/// on every thread, right before the kernel writes the same cache lines,
+/// instead of as a serial pass over the whole output up front.
+///
+/// # Errors
+/// `OutOfMemory` when the allocation fails.
+pub(crate) fn uninit_buffer(len: usize) -> Result<Vec<f32>> {
+    let mut v: Vec<f32> = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        crate::error::CnnError::OutOfMemory(format!(
+            "could not allocate {len} floats ({} bytes)",
+            len.saturating_mul(4)
+        ))
+    })?;
+    Ok(v)
+}
+
+/// Zeroes `u` and returns it as initialised floats.
+pub(crate) fn zero_init(u: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    u.fill(std::mem::MaybeUninit::new(0.0));
+    // SAFETY: every element was just written, and `MaybeUninit<f32>` has
+    // the layout of `f32`.
+    unsafe { &mut *(u as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// Floats of one panel buffer: `k * rows * w_out`, checked.

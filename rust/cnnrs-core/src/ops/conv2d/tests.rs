@@ -2,27 +2,64 @@ use super::*;
 use crate::error::CnnError;
 use crate::testutil::{assert_close, Rng};
 
-/// Splits the work as finely as possible: one output row per im2col panel,
-/// every conv parallel, three weight-gradient chunks whatever the machine.
+/// Splits the work as finely as possible: one output row per im2col panel
+/// or GEMM call, every conv parallel, three weight-gradient chunks whatever
+/// the machine; the wide grid and the flipped input gradient forced on, the
+/// scalar GEMM kernels.
 const STRESS: Tuning = Tuning {
     panel_floats: 1,
     par_min_flops: 0,
     task_min_flops: 0,
     threads: Some(3),
+    wide_max_waste: f64::INFINITY,
+    flip_min_channels: 0,
+    simd: Some(crate::kernels::SimdFamily::Scalar),
+    direct_max_cout: 8,
 };
 
-/// Panels of a few rows, parallel over tasks, two chunks.
+/// Panels of a few rows, parallel over tasks, two chunks; the im2col panel
+/// path and col2im forced, the AVX2 GEMM kernels.
 const MEDIUM: Tuning = Tuning {
     panel_floats: 200,
     par_min_flops: 0,
     task_min_flops: 0,
     threads: Some(2),
+    wide_max_waste: -1.0,
+    flip_min_channels: usize::MAX,
+    simd: Some(crate::kernels::SimdFamily::Avx2),
+    direct_max_cout: 0,
 };
 
-const TUNINGS: [(&str, Tuning); 3] = [
+/// The wide grid and the flipped input gradient whatever the waste or the
+/// channel count, the direct kernels on or off, on a given SIMD family (a family the CPU lacks falls back
+/// to the widest one it has).
+const fn wide(simd: crate::kernels::SimdFamily, direct: bool) -> Tuning {
+    Tuning {
+        panel_floats: 300,
+        par_min_flops: 0,
+        task_min_flops: 0,
+        threads: Some(2),
+        wide_max_waste: f64::INFINITY,
+        flip_min_channels: 0,
+        simd: Some(simd),
+        direct_max_cout: if direct { 8 } else { 0 },
+    }
+}
+
+const TUNINGS: [(&str, Tuning); 7] = [
     ("default", Tuning::DEFAULT),
     ("medium", MEDIUM),
     ("stress", STRESS),
+    ("wide_avx2", wide(crate::kernels::SimdFamily::Avx2, false)),
+    (
+        "wide_avx512",
+        wide(crate::kernels::SimdFamily::Avx512, false),
+    ),
+    ("direct_avx2", wide(crate::kernels::SimdFamily::Avx2, true)),
+    (
+        "direct_avx512",
+        wide(crate::kernels::SimdFamily::Avx512, true),
+    ),
 ];
 
 #[derive(Debug)]
@@ -647,4 +684,81 @@ fn grad_output_of_wrong_shape_is_refused() {
         e.to_string(),
         "conv2d backward: grad_output has shape (2, 4, 8, 8) but the output has shape (2, 4, 6, 6)"
     );
+}
+
+/// Shapes big enough that the default thresholds choose the wide grid
+/// (forward and weight gradient), the flipped input gradient or the direct
+/// kernels (few output channels), on every SIMD family this CPU has.
+#[test]
+fn default_fast_paths_match_reference_on_every_family() {
+    let mut rng = Rng::new(5150);
+    let cases = [
+        (
+            [2, 9, 18, 18],
+            [10, 9, 3, 3],
+            Conv2dParams::new((1, 1), (1, 1), (1, 1), 1),
+        ),
+        (
+            [2, 3, 62, 62],
+            [8, 3, 7, 7],
+            Conv2dParams::new((2, 2), (3, 3), (1, 1), 1),
+        ),
+        (
+            [1, 8, 16, 20],
+            [12, 8, 1, 3],
+            Conv2dParams::new((1, 1), (0, 1), (1, 1), 1),
+        ),
+        (
+            [1, 16, 33, 33],
+            [16, 8, 3, 3],
+            Conv2dParams::new((1, 1), (2, 2), (2, 2), 2),
+        ),
+    ];
+    for (xs, ws, p) in cases {
+        let gm = Conv2dGeom::new(&xs, &ws, None, &p).unwrap();
+        assert!(wide::WideGeom::new(&gm, Tuning::DEFAULT.wide_max_waste).is_some());
+        let x = tensor(&mut rng, &xs);
+        let w = tensor(&mut rng, &ws);
+        let b = tensor(&mut rng, &ws[..1]);
+        let want = reference::forward(&x, &w, Some(&b), &p).unwrap();
+        let dy = tensor(&mut rng, want.shape());
+        let (dx, dw, db) = reference::backward(&x, &w, &dy, &p).unwrap();
+        for family in crate::kernels::simd::available() {
+            let t = Tuning {
+                simd: Some(family),
+                ..Tuning::DEFAULT
+            };
+            let what = format!("{family} x {xs:?} w {ws:?} {p:?}");
+            let got = forward_tuned(&x, &w, Some(&b), &p, false, &t).unwrap();
+            assert_close(
+                got.data(),
+                want.data(),
+                1e-4,
+                1e-4,
+                &format!("forward {what}"),
+            );
+            let g = backward_tuned(&x, &w, &dy, &p, Conv2dNeeds::ALL, &t).unwrap();
+            assert_close(
+                g.input.unwrap().data(),
+                dx.data(),
+                1e-4,
+                1e-4,
+                &format!("dx {what}"),
+            );
+            assert_close(
+                g.weight.unwrap().data(),
+                dw.data(),
+                1e-4,
+                1e-3,
+                &format!("dw {what}"),
+            );
+            assert_close(
+                g.bias.unwrap().data(),
+                db.data(),
+                1e-4,
+                1e-3,
+                &format!("db {what}"),
+            );
+        }
+    }
 }

@@ -1,6 +1,9 @@
 //! Max-pool forward kernels: one generic window loop over precomputed valid
-//! window ranges (padding never enters the loop), an unrolled 2x2 stride-2
-//! kernel, and the split of the N*C planes over the thread pool.
+//! window ranges (padding never enters the loop), unrolled branch-free
+//! kernels for 2x2 stride 2 and for whole 3x3 windows (blocks of 8 outputs
+//! as vector selects for stride 2: ResNet's stem pool), and the split of the
+//! N*C planes over the thread pool. Every path scans taps in the same order
+//! with the same update rule, so results are identical whichever runs.
 
 use rayon::prelude::*;
 
@@ -73,36 +76,199 @@ fn plane_generic<const IDX: bool>(x: &[f32], g: &Pool2dGeometry, out: &mut [f32]
     }
 }
 
+/// One step of the scan: `(best, index)` after looking at `(v, vi)`, as
+/// selects (no branch: which tap wins is data dependent, and branches
+/// mispredict on real images).
+#[inline(always)]
+fn step(best: f32, bi: u32, v: f32, vi: u32) -> (f32, u32) {
+    let take = better(v, best);
+    (if take { v } else { best }, if take { vi } else { bi })
+}
+
+/// Outputs per block of the unrolled kernels: the loops over a block are
+/// fixed-length, so the compiler turns them into vector selects.
+const BLOCK: usize = 8;
+
 /// One plane, 2x2 windows with stride 2, all inside the input. Same scan
 /// order and update rule as [`plane_generic`], so results are identical.
 fn plane_2x2<const IDX: bool>(x: &[f32], g: &Pool2dGeometry, out: &mut [f32], idx: &mut [u32]) {
     let (w_in, w_out) = (g.w_in, g.w_out);
     for oh in 0..g.h_out {
         let base = 2 * oh * w_in;
-        let r0 = &x[base..base + w_in];
-        let r1 = &x[base + w_in..base + 2 * w_in];
+        let r0 = &x[base..base + 2 * w_out];
+        let r1 = &x[base + w_in..base + w_in + 2 * w_out];
         let orow = &mut out[oh * w_out..(oh + 1) * w_out];
-        for (ow, o) in orow.iter_mut().enumerate() {
-            let j = 2 * ow;
-            // Starting from the first tap equals starting from -inf with the
-            // first tap's index: -inf and NaN give the same outcome both ways.
-            let (mut best, mut bi) = (r0[j], base + j);
-            if better(r0[j + 1], best) {
-                best = r0[j + 1];
-                bi = base + j + 1;
+        let irow: &mut [u32] = if IDX {
+            &mut idx[oh * w_out..(oh + 1) * w_out]
+        } else {
+            &mut []
+        };
+        let full = w_out / BLOCK * BLOCK;
+        for ob in (0..full).step_by(BLOCK) {
+            let a = &r0[2 * ob..2 * ob + 2 * BLOCK];
+            let c = &r1[2 * ob..2 * ob + 2 * BLOCK];
+            let mut best = [0.0f32; BLOCK];
+            let mut bi = [0u32; BLOCK];
+            for t in 0..BLOCK {
+                // Starting from the first tap equals starting from -inf with
+                // the first tap's index: -inf and NaN give the same outcome.
+                let j = (base + 2 * (ob + t)) as u32;
+                let (m, i) = (a[2 * t], j);
+                let (m, i) = step(m, i, a[2 * t + 1], j + 1);
+                let (m, i) = step(m, i, c[2 * t], j + w_in as u32);
+                let (m, i) = step(m, i, c[2 * t + 1], j + w_in as u32 + 1);
+                best[t] = m;
+                bi[t] = i;
             }
-            if better(r1[j], best) {
-                best = r1[j];
-                bi = base + w_in + j;
-            }
-            if better(r1[j + 1], best) {
-                best = r1[j + 1];
-                bi = base + w_in + j + 1;
-            }
-            *o = best;
+            orow[ob..ob + BLOCK].copy_from_slice(&best);
             if IDX {
-                idx[oh * w_out + ow] = bi as u32;
+                irow[ob..ob + BLOCK].copy_from_slice(&bi);
             }
+        }
+        for ow in full..w_out {
+            let j = 2 * ow;
+            let ji = (base + j) as u32;
+            let (m, i) = (r0[j], ji);
+            let (m, i) = step(m, i, r0[j + 1], ji + 1);
+            let (m, i) = step(m, i, r1[j], ji + w_in as u32);
+            let (m, i) = step(m, i, r1[j + 1], ji + w_in as u32 + 1);
+            orow[ow] = m;
+            if IDX {
+                irow[ow] = i;
+            }
+        }
+    }
+}
+
+/// One output of a 3x3 window with every tap inside the input, starting at
+/// flat position `s` of a plane of width `w_in`; scan order as
+/// [`plane_generic`].
+#[inline(always)]
+fn window_3x3(x: &[f32], s: usize, w_in: usize) -> (f32, u32) {
+    let r = [
+        &x[s..s + 3],
+        &x[s + w_in..s + w_in + 3],
+        &x[s + 2 * w_in..s + 2 * w_in + 3],
+    ];
+    let si = s as u32;
+    let mut m = r[0][0];
+    let mut i = si;
+    for (a, row) in r.iter().enumerate() {
+        for (b, &v) in row.iter().enumerate() {
+            if a + b > 0 {
+                (m, i) = step(m, i, v, si + (a * w_in + b) as u32);
+            }
+        }
+    }
+    (m, i)
+}
+
+/// One plane, 3x3 windows without dilation (any stride and padding): full
+/// windows take the unrolled, branch-free [`window_3x3`]; windows clipped by
+/// the padding go through the generic loop. Results equal
+/// [`plane_generic`]'s.
+fn plane_3x3<const IDX: bool>(x: &[f32], g: &Pool2dGeometry, out: &mut [f32], idx: &mut [u32]) {
+    let (w_in, w_out) = (g.w_in, g.w_out);
+    // Output columns whose windows are whole form one run `c0..c1`.
+    let c0 = g.cols.iter().position(|w| w.count == 3).unwrap_or(w_out);
+    let c1 = c0 + g.cols[c0..].iter().take_while(|w| w.count == 3).count();
+    for (oh, rw) in g.rows.iter().enumerate() {
+        let o = oh * w_out;
+        if rw.count != 3 {
+            plane_generic_row::<IDX>(x, g, oh, out, idx);
+            continue;
+        }
+        plane_generic_cols::<IDX>(x, g, oh, 0..c0, out, idx);
+        let base = rw.first * w_in;
+        let mut ow = c0;
+        if g.stride_w == 2 {
+            // Blocks of outputs whose windows start 2 apart: fixed-length
+            // loops over arrays, which the compiler turns into vector
+            // selects and shuffles.
+            while ow + BLOCK <= c1 {
+                let s0 = base + g.cols[ow].first;
+                let mut best = [0.0f32; BLOCK];
+                let mut bi = [0u32; BLOCK];
+                for t in 0..BLOCK {
+                    best[t] = x[s0 + 2 * t];
+                    bi[t] = (s0 + 2 * t) as u32;
+                }
+                for a in 0..3 {
+                    let r = &x[s0 + a * w_in..s0 + a * w_in + 2 * BLOCK + 1];
+                    for b in 0..3 {
+                        if a + b == 0 {
+                            continue;
+                        }
+                        let off = (s0 + a * w_in + b) as u32;
+                        for t in 0..BLOCK {
+                            (best[t], bi[t]) =
+                                step(best[t], bi[t], r[2 * t + b], off + 2 * t as u32);
+                        }
+                    }
+                }
+                out[o + ow..o + ow + BLOCK].copy_from_slice(&best);
+                if IDX {
+                    idx[o + ow..o + ow + BLOCK].copy_from_slice(&bi);
+                }
+                ow += BLOCK;
+            }
+        }
+        for ow in ow..c1 {
+            let (m, i) = window_3x3(x, base + g.cols[ow].first, w_in);
+            out[o + ow] = m;
+            if IDX {
+                idx[o + ow] = i;
+            }
+        }
+        plane_generic_cols::<IDX>(x, g, oh, c1..w_out, out, idx);
+    }
+}
+
+/// [`plane_generic`] for output row `oh` only.
+fn plane_generic_row<const IDX: bool>(
+    x: &[f32],
+    g: &Pool2dGeometry,
+    oh: usize,
+    out: &mut [f32],
+    idx: &mut [u32],
+) {
+    plane_generic_cols::<IDX>(x, g, oh, 0..g.w_out, out, idx)
+}
+
+/// [`plane_generic`] for output row `oh`, columns `cols`.
+fn plane_generic_cols<const IDX: bool>(
+    x: &[f32],
+    g: &Pool2dGeometry,
+    oh: usize,
+    cols: std::ops::Range<usize>,
+    out: &mut [f32],
+    idx: &mut [u32],
+) {
+    let w_in = g.w_in;
+    let [dh, dw] = g.dilation;
+    let rw = g.rows[oh];
+    for ow in cols {
+        let cw = g.cols[ow];
+        let o = oh * g.w_out + ow;
+        if rw.count == 0 || cw.count == 0 {
+            out[o] = f32::NEG_INFINITY;
+            if IDX {
+                idx[o] = NO_INDEX;
+            }
+            continue;
+        }
+        let mut best = f32::NEG_INFINITY;
+        let mut best_i = (rw.first * w_in + cw.first) as u32;
+        for a in 0..rw.count {
+            let base = (rw.first + a * dh) * w_in;
+            for b in 0..cw.count {
+                let j = base + cw.first + b * dw;
+                (best, best_i) = step(best, best_i, x[j], j as u32);
+            }
+        }
+        out[o] = best;
+        if IDX {
+            idx[o] = best_i;
         }
     }
 }
@@ -127,6 +293,8 @@ fn pool_chunk<const IDX: bool>(
         };
         if g.fast_2x2 {
             plane_2x2::<IDX>(xs, g, o, ix);
+        } else if g.fast_3x3 {
+            plane_3x3::<IDX>(xs, g, o, ix);
         } else {
             plane_generic::<IDX>(xs, g, o, ix);
         }

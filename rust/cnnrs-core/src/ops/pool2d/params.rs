@@ -146,6 +146,8 @@ impl MaxPool2dParams {
                 && self.dilation == [1, 1]
                 && 2 * h_out as usize <= h_in
                 && 2 * w_out as usize <= w_in,
+            fast_3x3: self.kernel == [3, 3] && self.dilation == [1, 1],
+            stride_w: self.stride[1],
             rows,
             cols,
         })
@@ -213,6 +215,11 @@ pub struct Pool2dGeometry {
     /// 2x2 windows, stride 2, no padding or dilation, every window inside
     /// the input: the unrolled kernel applies.
     pub fast_2x2: bool,
+    /// 3x3 windows without dilation (any stride, padding): whole windows
+    /// take an unrolled kernel, clipped ones the generic loop.
+    pub fast_3x3: bool,
+    /// Column stride (the 3x3 kernel has a vector path for stride 2).
+    pub stride_w: usize,
     /// One per output row.
     pub rows: Vec<Window>,
     /// One per output column.

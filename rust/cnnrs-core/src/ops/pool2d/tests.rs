@@ -153,6 +153,36 @@ fn fast_2x2_path_matches_reference() {
 }
 
 #[test]
+fn fast_3x3_path_matches_reference() {
+    let mut rng = Rng::new(33);
+    for ceil in [false, true] {
+        for (s, p) in [(2, 1), (2, 0), (1, 1), (3, 1), (1, 0)] {
+            for (h, w) in [(3, 3), (4, 6), (7, 5), (9, 12), (17, 16), (5, 41), (6, 58)] {
+                let shape = [2, 2, h, w];
+                let prm = params([3, 3], [s, s], [p, p], [1, 1], ceil);
+                let Ok(g) = prm.geometry(&shape) else {
+                    continue;
+                };
+                assert!(g.fast_3x3);
+                let n: usize = shape.iter().product();
+                let mut x: Vec<f32> = (0..n).map(|_| (rng.below(4) as f32) - 2.0).collect();
+                for _ in 0..n / 9 {
+                    let i = rng.below(n);
+                    x[i] = if rng.below(2) == 0 {
+                        f32::NEG_INFINITY
+                    } else {
+                        f32::NAN
+                    };
+                }
+                check_against_reference(&x, shape, &prm);
+                let x = rng.normal_vec(n);
+                check_against_reference(&x, shape, &prm);
+            }
+        }
+    }
+}
+
+#[test]
 fn parallel_split_matches_reference() {
     // Big enough for several rayon tasks (over PAR_MIN_WORK taps).
     let mut rng = Rng::new(8);

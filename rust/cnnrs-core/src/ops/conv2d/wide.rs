@@ -1,0 +1,452 @@
+//! The "wide grid": im2col without a column buffer and without per-element
+//! index arithmetic, for the GEMM's B-panel packing.
+//!
+//! One image of one group is copied once into a zero-padded, stride-phase
+//! split buffer `xq [c_in_g][s_h][s_w][hq][wq]`, where phase `(a, b)` holds
+//! the padded input positions `(i*s_h + a, j*s_w + b)`. The convolution's
+//! output is then computed on a grid `h_out x wq` (a little wider than
+//! `w_out`): on that grid, row `(c, kh, kw)` of the column matrix is the
+//! *contiguous* slice of `xq` that starts at [`WideGeom::tap_offset`] —
+//!
+//! ```text
+//! col[(c,kh,kw), oh*wq + ow] = xq[c][kh*d_h % s_h][kw*d_w % s_w]
+//!                                [oh + kh*d_h / s_h][ow + kw*d_w / s_w]
+//! ```
+//!
+//! so packing a B panel is a series of plain fixed-width copies. Columns
+//! `ow >= w_out` of the grid are junk (they read across the row end). The
+//! forward pass never computes them: [`ValidCols`] packs only valid columns
+//! (a fixed-width copy patched where a panel crosses a row end), and the
+//! GEMM writes the output directly. The gradients work on the grid itself:
+//! junk columns meet zeros in the widened `dy` (weight gradient) or add
+//! zeros (input gradient), costing `wq / w_out - 1` extra flops (3.6% for a
+//! 3x3 conv on 56x56, 2.7% for a 7x7 stride-2 on 224x224); for those,
+//! [`WideGeom::new`] refuses shapes where that exceeds the tuning's
+//! `wide_max_waste` (default [`MAX_WASTE`]; small maps keep the panel
+//! path).
+
+use super::params::Conv2dGeom;
+use crate::kernels::PackB;
+
+/// Largest tolerated fraction of junk columns (`wq / w_out - 1`).
+pub(crate) const MAX_WASTE: f64 = 0.15;
+
+/// Sizes of the phase-split padded image and of the wide output grid.
+pub(crate) struct WideGeom {
+    pub hq: usize,
+    pub wq: usize,
+    /// Floats of `xq` including the slack that junk columns may read.
+    pub xq_len: usize,
+    /// Output rows of the grid (`h_out`) times `wq`.
+    pub n_wide: usize,
+    /// `tap_offset` of every column-matrix row, in weight order.
+    pub offsets: Vec<usize>,
+}
+
+impl WideGeom {
+    /// `None` when the grid would waste more than `max_waste` of the flops.
+    pub(crate) fn new(gm: &Conv2dGeom, max_waste: f64) -> Option<Self> {
+        let (sh, sw) = (gm.stride_h, gm.stride_w);
+        let hp = gm.h_in + gm.pad_top + gm.pad_bottom;
+        let wp = gm.w_in + gm.pad_left + gm.pad_right;
+        let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
+        // Every valid output's taps must land inside a phase plane.
+        let reach_h = gm.h_out + (gm.k_h.saturating_sub(1) * gm.dil_h) / sh;
+        let reach_w = gm.w_out + (gm.k_w.saturating_sub(1) * gm.dil_w) / sw;
+        if gm.w_out == 0 || gm.h_out == 0 || reach_w > wq || reach_h > hq {
+            return None;
+        }
+        if (wq as f64 / gm.w_out as f64) - 1.0 > max_waste {
+            return None;
+        }
+        let plane = hq.checked_mul(wq)?;
+        let n_wide = gm.h_out.checked_mul(wq)?;
+        let mut offsets = Vec::with_capacity(gm.col_rows());
+        for c in 0..gm.c_in_g {
+            for kh in 0..gm.k_h {
+                for kw in 0..gm.k_w {
+                    let (a, b) = ((kh * gm.dil_h) % sh, (kw * gm.dil_w) % sw);
+                    let phase = (c * sh + a) * sw + b;
+                    offsets.push(phase * plane + (kh * gm.dil_h / sh) * wq + kw * gm.dil_w / sw);
+                }
+            }
+        }
+        let max_off = offsets.iter().copied().max().unwrap_or(0);
+        let xq_len = (gm.c_in_g * sh * sw)
+            .checked_mul(plane)?
+            .max(max_off.checked_add(n_wide)?);
+        Some(Self {
+            hq,
+            wq,
+            xq_len,
+            n_wide,
+            offsets,
+        })
+    }
+
+    /// Fills `xq` (`xq_len` floats) from one image of one group
+    /// `x [c_in_g, h_in, w_in]`: padding and slack are zero.
+    pub(crate) fn build(&self, gm: &Conv2dGeom, x: &[f32], xq: &mut [f32]) {
+        let (sh, sw) = (gm.stride_h, gm.stride_w);
+        let (hq, wq, w_in) = (self.hq, self.wq, gm.w_in);
+        let plane = hq * wq;
+        xq.fill(0.0);
+        for c in 0..gm.c_in_g {
+            let xc = &x[c * gm.hw_in()..(c + 1) * gm.hw_in()];
+            for (ih, src) in xc.chunks_exact(w_in).enumerate() {
+                let ip = ih + gm.pad_top;
+                let (a, i) = (ip % sh, ip / sh);
+                if sw == 1 {
+                    let base = (c * sh + a) * plane + i * wq + gm.pad_left;
+                    xq[base..base + w_in].copy_from_slice(src);
+                    continue;
+                }
+                for b in 0..sw {
+                    // Input columns `iw` with `(iw + pad_left) % sw == b`,
+                    // to consecutive slots from `(first + pad_left) / sw`.
+                    let first = (b + sw - gm.pad_left % sw) % sw;
+                    let base = ((c * sh + a) * sw + b) * plane + i * wq;
+                    let d0 = base + (first + gm.pad_left) / sw;
+                    let src = src.get(first..).unwrap_or(&[]);
+                    for (d, s) in xq[d0..].iter_mut().zip(src.iter().step_by(sw)) {
+                        *d = *s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl WideGeom {
+    /// The adjoint of [`WideGeom::build`]: adds the real (unpadded)
+    /// positions of `xq` into `x [c_in_g, h_in, w_in]`.
+    pub(crate) fn add_back(&self, gm: &Conv2dGeom, xq: &[f32], x: &mut [f32]) {
+        let (sh, sw) = (gm.stride_h, gm.stride_w);
+        let (hq, wq, w_in) = (self.hq, self.wq, gm.w_in);
+        let plane = hq * wq;
+        let hw_in = gm.hw_in();
+        for c in 0..gm.c_in_g {
+            let xc = &mut x[c * hw_in..(c + 1) * hw_in];
+            for (ih, dst) in xc.chunks_exact_mut(w_in).enumerate() {
+                let ip = ih + gm.pad_top;
+                let (a, i) = (ip % sh, ip / sh);
+                if sw == 1 {
+                    let base = (c * sh + a) * plane + i * wq + gm.pad_left;
+                    for (d, s) in dst.iter_mut().zip(&xq[base..base + w_in]) {
+                        *d += *s;
+                    }
+                    continue;
+                }
+                for b in 0..sw {
+                    let first = (b + sw - gm.pad_left % sw) % sw;
+                    let base = ((c * sh + a) * sw + b) * plane + i * wq;
+                    let s0 = base + (first + gm.pad_left) / sw;
+                    let dst = dst.get_mut(first..).unwrap_or(&mut []);
+                    for (d, s) in dst.iter_mut().step_by(sw).zip(&xq[s0..]) {
+                        *d += *s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl WideGeom {
+    /// Fraction of junk columns on the grid: `wq / w_out - 1`.
+    pub(crate) fn waste(&self, gm: &Conv2dGeom) -> f64 {
+        self.wq as f64 / gm.w_out.max(1) as f64 - 1.0
+    }
+
+    /// Grid columns rounded up to the direct kernels' block, and the
+    /// length `xq` needs for them.
+    pub(crate) fn direct_sizes(&self) -> (usize, usize) {
+        let n = self.n_wide.next_multiple_of(super::direct::JB);
+        let max_off = self.offsets.iter().copied().max().unwrap_or(0);
+        (n, self.xq_len.max(max_off + n))
+    }
+
+    /// `dyw [c_out_g, n]`: `dy [c_out_g, h_out, w_out]` on the grid, junk
+    /// and tail columns zero.
+    pub(crate) fn widen_dy(&self, gm: &Conv2dGeom, dy: &[f32], n: usize, dyw: &mut [f32]) {
+        let (wq, w_out) = (self.wq, gm.w_out);
+        for (drow, srow) in dyw.chunks_exact_mut(n).zip(dy.chunks_exact(gm.hw_out())) {
+            drow.fill(0.0);
+            for (d, s) in drow.chunks_exact_mut(wq).zip(srow.chunks_exact(w_out)) {
+                d[..w_out].copy_from_slice(s);
+            }
+        }
+    }
+}
+
+/// Copies `N` floats (a compile-time width, so it becomes a few vector
+/// moves).
+#[inline(always)]
+fn copy_n<const N: usize>(src: &[f32], dst: &mut [f32]) {
+    let s: &[f32; N] = src[..N].try_into().expect("N floats");
+    let d: &mut [f32; N] = (&mut dst[..N]).try_into().expect("N floats");
+    *d = *s;
+}
+
+/// The column matrix `[K, cols]` over the *valid* outputs (columns
+/// `col0..col0+cols` of `h_out x w_out`, no junk columns), packed from the
+/// same buffer: a panel row is the run of the grid from its first column,
+/// patched where the panel crosses the end of an output row. So the GEMM
+/// writes the output directly, with no wide result buffer to copy out.
+/// `xq` must extend [`SLACK`] floats past the grid.
+pub(crate) struct ValidCols<'a> {
+    pub xq: &'a [f32],
+    pub offsets: &'a [usize],
+    pub col0: usize,
+    pub cols: usize,
+    pub w_out: usize,
+    pub wq: usize,
+}
+
+/// Floats past `max_off + n_wide` that [`ValidCols`] may read (junk that is
+/// overwritten or dropped).
+pub(crate) const SLACK: usize = 64;
+
+/// Most pieces one panel row of [`ValidCols`] may need (a panel of 32
+/// columns over outputs rows of width 1).
+const MAX_PIECES: usize = 64;
+
+impl ValidCols<'_> {
+    /// Grid position of valid column `j`.
+    #[inline]
+    fn grid(&self, j: usize) -> usize {
+        (j / self.w_out) * self.wq + j % self.w_out
+    }
+
+    fn pack_n<const N: usize>(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        let offs = &self.offsets[p0..p0 + kc];
+        // (destination offset, grid position, length) of each piece after
+        // the first, which starts at 0.
+        let mut pieces = [(0usize, 0usize, 0usize); MAX_PIECES];
+        for (q, panel) in dst.chunks_exact_mut(N * kc).enumerate() {
+            let j = self.col0 + j0 + q * N;
+            let cols = N.min(nc - q * N);
+            let g0 = self.grid(j);
+            // The first piece runs to the end of its output row.
+            let first = (self.w_out - j % self.w_out).min(cols);
+            let mut np = 0;
+            let mut d = first;
+            while d < cols {
+                let len = self.w_out.min(cols - d);
+                pieces[np] = (d, self.grid(j + d), len);
+                np += 1;
+                d += len;
+            }
+            let pieces = &pieces[..np];
+            for (out, &o) in panel.chunks_exact_mut(N).zip(offs) {
+                let out: &mut [f32; N] = out.try_into().expect("N floats");
+                // One fixed-width copy from the first column (what lies past
+                // the row end is junk from the grid), then the patches.
+                copy_n::<N>(&self.xq[o + g0..], out);
+                for &(d, g, len) in pieces {
+                    out[d..d + len].copy_from_slice(&self.xq[o + g..o + g + len]);
+                }
+                if cols < N {
+                    out[cols..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+impl ValidCols<'_> {
+    /// [`ValidCols::pack_n`] for 32-column panels with AVX-512 when output
+    /// rows are at least 32 wide, so a panel touches at most two rows: per
+    /// packed row, two loads from the first row's run, two from the next
+    /// row's run shifted to line up, one masked blend per half.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack32_avx512(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        use std::arch::x86_64::*;
+        const N: usize = 32;
+        debug_assert!(self.w_out >= N);
+        let offs = &self.offsets[p0..p0 + kc];
+        let max_off = offs.iter().copied().max().unwrap_or(0);
+        for (q, panel) in dst.chunks_exact_mut(N * kc).enumerate() {
+            let j = self.col0 + j0 + q * N;
+            let cols = N.min(nc - q * N);
+            let g0 = self.grid(j);
+            let first = (self.w_out - j % self.w_out).min(cols);
+            // Lanes `first..cols` come from the next output row, whose run
+            // starts `first` floats before its grid position `g1 - first`;
+            // lanes from `cols` on are zero.
+            let g1 = if first < cols {
+                self.grid(j + first)
+            } else {
+                g0 + first
+            };
+            let shift = g1 - first;
+            let keep = if first >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << first) - 1
+            };
+            let valid = if cols >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << cols) - 1
+            };
+            let (k_lo, k_hi) = ((keep & 0xffff) as u16, (keep >> 16) as u16);
+            let (v_lo, v_hi) = ((valid & 0xffff) as u16, (valid >> 16) as u16);
+            // Every load below reads `[o + g0, o + g0 + 32)` or
+            // `[o + shift, o + shift + 32)` with `o <= max_off`.
+            assert!(max_off + g0.max(shift) + N <= self.xq.len());
+            let base = self.xq.as_ptr();
+            for (out, &o) in panel.chunks_exact_mut(N).zip(offs) {
+                // SAFETY: the loads lie inside `xq` (asserted above); the
+                // stores write the 32 floats of `out`.
+                unsafe {
+                    let a = base.add(o + g0);
+                    let b = base.add(o + shift);
+                    let lo = _mm512_mask_blend_ps(k_lo, _mm512_loadu_ps(b), _mm512_loadu_ps(a));
+                    let hi = _mm512_mask_blend_ps(
+                        k_hi,
+                        _mm512_loadu_ps(b.add(16)),
+                        _mm512_loadu_ps(a.add(16)),
+                    );
+                    let d = out.as_mut_ptr();
+                    _mm512_storeu_ps(d, _mm512_maskz_mov_ps(v_lo, lo));
+                    _mm512_storeu_ps(d.add(16), _mm512_maskz_mov_ps(v_hi, hi));
+                }
+            }
+        }
+    }
+}
+
+impl PackB for ValidCols<'_> {
+    fn rows(&self) -> usize {
+        self.offsets.len()
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        match nr {
+            #[cfg(target_arch = "x86_64")]
+            32 if self.w_out >= 32 && std::arch::is_x86_feature_detected!("avx512f") => {
+                // SAFETY: AVX-512F is available (checked just above).
+                unsafe { self.pack32_avx512(p0, kc, j0, nc, dst) }
+            }
+            32 => self.pack_n::<32>(p0, kc, j0, nc, dst),
+            16 => self.pack_n::<16>(p0, kc, j0, nc, dst),
+            _ => {
+                let offs = &self.offsets[p0..p0 + kc];
+                for (q, panel) in dst.chunks_exact_mut(nr * kc).enumerate() {
+                    let j = self.col0 + j0 + q * nr;
+                    let cols = nr.min(nc - q * nr);
+                    for (out, &o) in panel.chunks_exact_mut(nr).zip(offs) {
+                        for (t, v) in out.iter_mut().enumerate() {
+                            *v = if t < cols {
+                                self.xq[o + self.grid(j + t)]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of [`WideCols`]: `[cols, K]`, rows `col0..col0+cols` of
+/// the grid, for the weight gradient `dW = dy_wide · col^T`.
+pub(crate) struct WideColsT<'a> {
+    pub xq: &'a [f32],
+    pub offsets: &'a [usize],
+    pub col0: usize,
+    pub cols: usize,
+}
+
+impl PackB for WideColsT<'_> {
+    fn rows(&self) -> usize {
+        self.cols
+    }
+    fn cols(&self) -> usize {
+        self.offsets.len()
+    }
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        // Panel `q` interleaves `nr` taps: `dst[p*nr + t] = xq[off[t] + p]`,
+        // a transpose of `nr` contiguous runs of length `kc`.
+        let start = self.col0 + p0;
+        for (q, panel) in dst.chunks_exact_mut(nr * kc).enumerate() {
+            let taps = nr.min(nc - q * nr);
+            let offs = &self.offsets[j0 + q * nr..j0 + q * nr + taps];
+            transpose_runs(self.xq, offs, start, kc, nr, panel);
+        }
+    }
+}
+
+/// `dst[p*nr + t] = src[offs[t] + start + p]` for `t < offs.len()`,
+/// `p < kc`; columns `t >= offs.len()` are zero. 4x4 blocks go through SSE
+/// registers on x86-64.
+fn transpose_runs(
+    src: &[f32],
+    offs: &[usize],
+    start: usize,
+    kc: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    let taps = offs.len();
+    assert!(taps <= nr && dst.len() >= nr * kc);
+    for &o in offs {
+        assert!(
+            o + start + kc <= src.len(),
+            "wide grid: run outside the image buffer"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    let (t_done, p_done) = {
+        use std::arch::x86_64::*;
+        let (t4, p4) = (taps / 4 * 4, kc / 4 * 4);
+        for g in (0..t4).step_by(4) {
+            let s = [
+                offs[g] + start,
+                offs[g + 1] + start,
+                offs[g + 2] + start,
+                offs[g + 3] + start,
+            ];
+            for p in (0..p4).step_by(4) {
+                // SAFETY: every run `s[i]..s[i]+kc` lies inside `src`
+                // (asserted above) and `p + 4 <= kc`; the four destination
+                // groups `(p+j)*nr + g .. +4` lie inside `dst` (`g + 4 <= nr`,
+                // `p + 3 < kc`). Unaligned SSE loads and stores; SSE2 is
+                // part of x86-64.
+                unsafe {
+                    let x0 = _mm_loadu_ps(src.as_ptr().add(s[0] + p));
+                    let x1 = _mm_loadu_ps(src.as_ptr().add(s[1] + p));
+                    let x2 = _mm_loadu_ps(src.as_ptr().add(s[2] + p));
+                    let x3 = _mm_loadu_ps(src.as_ptr().add(s[3] + p));
+                    let t0 = _mm_unpacklo_ps(x0, x1);
+                    let t1 = _mm_unpacklo_ps(x2, x3);
+                    let t2 = _mm_unpackhi_ps(x0, x1);
+                    let t3 = _mm_unpackhi_ps(x2, x3);
+                    let d = dst.as_mut_ptr().add(p * nr + g);
+                    _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
+                    _mm_storeu_ps(d.add(nr), _mm_movehl_ps(t1, t0));
+                    _mm_storeu_ps(d.add(2 * nr), _mm_movelh_ps(t2, t3));
+                    _mm_storeu_ps(d.add(3 * nr), _mm_movehl_ps(t3, t2));
+                }
+            }
+        }
+        (t4, p4)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (t_done, p_done) = (0, 0);
+    for p in 0..kc {
+        let row = &mut dst[p * nr..(p + 1) * nr];
+        let t_from = if p < p_done { t_done } else { 0 };
+        for t in t_from..taps {
+            row[t] = src[offs[t] + start + p];
+        }
+        row[taps..].fill(0.0);
+    }
+}
