@@ -198,30 +198,32 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> Result<R
     r
 }
 
-/// An empty buffer with room for `len` floats, for an output that parallel
+/// An empty buffer with room for `len` values, for an output that parallel
 /// tasks zero and fill chunk by chunk ([`zero_init`]): the zeroing then runs
 /// on every thread, right before the kernel writes the same cache lines,
-/// instead of as a serial pass over the whole output up front.
+/// instead of as a serial pass over the whole output up front. (Used by the
+/// pooling kernels too.)
 ///
 /// # Errors
 /// `OutOfMemory` when the allocation fails.
-pub(crate) fn uninit_buffer(len: usize) -> Result<Vec<f32>> {
-    let mut v: Vec<f32> = Vec::new();
+pub(crate) fn uninit_buffer<T>(len: usize) -> Result<Vec<T>> {
+    let mut v: Vec<T> = Vec::new();
     v.try_reserve_exact(len).map_err(|_| {
         crate::error::CnnError::OutOfMemory(format!(
-            "could not allocate {len} floats ({} bytes)",
-            len.saturating_mul(4)
+            "could not allocate {len} values ({} bytes)",
+            len.saturating_mul(std::mem::size_of::<T>())
         ))
     })?;
     Ok(v)
 }
 
-/// Zeroes `u` and returns it as initialised floats.
-pub(crate) fn zero_init(u: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
-    u.fill(std::mem::MaybeUninit::new(0.0));
-    // SAFETY: every element was just written, and `MaybeUninit<f32>` has
-    // the layout of `f32`.
-    unsafe { &mut *(u as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+/// Sets `u` to `T::default()` (zero for numbers) and returns it as
+/// initialised values.
+pub(crate) fn zero_init<T: Copy + Default>(u: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+    u.fill(std::mem::MaybeUninit::new(T::default()));
+    // SAFETY: every element was just written, and `MaybeUninit<T>` has the
+    // layout of `T`.
+    unsafe { &mut *(u as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
 }
 
 /// Floats of one panel buffer: `k * rows * w_out`, checked.

@@ -5,9 +5,12 @@
 //! N*C planes over the thread pool. Every path scans taps in the same order
 //! with the same update rule, so results are identical whichever runs.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::params::Pool2dGeometry;
+use crate::ops::conv2d::zero_init;
 
 /// Index stored for a window that covers only padding (its output is -inf
 /// and it receives no gradient). Never a valid index: planes hold at most
@@ -304,11 +307,14 @@ fn pool_chunk<const IDX: bool>(
 /// Max-pools `x` ([n, c, h_in, w_in]) into `out` ([n, c, h_out, w_out]),
 /// writing flat per-plane argmax indices into `idx` when given (same length
 /// as `out`).
+///
+/// `out` and `idx` arrive uninitialised; each task zeroes its chunk before
+/// filling it (see [`zero_init`]), so on return both are fully written.
 pub(crate) fn forward_kernel(
     x: &[f32],
     g: &Pool2dGeometry,
-    out: &mut [f32],
-    idx: Option<&mut [u32]>,
+    out: &mut [MaybeUninit<f32>],
+    idx: Option<&mut [MaybeUninit<u32>]>,
 ) {
     if out.is_empty() {
         return;
@@ -317,15 +323,17 @@ pub(crate) fn forward_kernel(
         * g.cols.iter().map(|w| w.count).sum::<usize>();
     let chunk = planes_per_task(g.planes(), g.planes().saturating_mul(taps));
     match (idx, chunk) {
-        (Some(idx), None) => pool_chunk::<true>(x, g, 0, out, idx),
-        (None, None) => pool_chunk::<false>(x, g, 0, out, &mut []),
+        (Some(idx), None) => pool_chunk::<true>(x, g, 0, zero_init(out), zero_init(idx)),
+        (None, None) => pool_chunk::<false>(x, g, 0, zero_init(out), &mut []),
         (Some(idx), Some(ppt)) => {
             let len = ppt * g.plane_out();
             crate::parallel::install(|| {
                 out.par_chunks_mut(len)
                     .zip(idx.par_chunks_mut(len))
                     .enumerate()
-                    .for_each(|(t, (o, i))| pool_chunk::<true>(x, g, t * ppt, o, i));
+                    .for_each(|(t, (o, i))| {
+                        pool_chunk::<true>(x, g, t * ppt, zero_init(o), zero_init(i))
+                    });
             });
         }
         (None, Some(ppt)) => {
@@ -333,7 +341,7 @@ pub(crate) fn forward_kernel(
             crate::parallel::install(|| {
                 out.par_chunks_mut(len)
                     .enumerate()
-                    .for_each(|(t, o)| pool_chunk::<false>(x, g, t * ppt, o, &mut []));
+                    .for_each(|(t, o)| pool_chunk::<false>(x, g, t * ppt, zero_init(o), &mut []));
             });
         }
     }
