@@ -12,9 +12,9 @@
 //!   stride-1 unpadded conv uses the input itself as the column matrix.
 //!   Otherwise the GEMM packs its B panels straight from a zero-padded,
 //!   stride-phase-split copy of the image, on which every column-matrix row
-//!   is one contiguous run ([`wide`]), and writes the output directly; no
+//!   is one contiguous run (`wide.rs`), and writes the output directly; no
 //!   column matrix exists. Layers with at most 8 output channels per group
-//!   (LeNet) use the direct kernels of [`direct`] instead of the GEMM.
+//!   (LeNet) use the direct kernels of `direct.rs` instead of the GEMM.
 //! - grad input: stride 1 (and at least 8 input channels per group): the
 //!   forward kernels run on `dy` with the flipped, transposed weight;
 //!   otherwise `dcol = W[g]^T · dy[i,g]`, then each row of `dcol` is added
