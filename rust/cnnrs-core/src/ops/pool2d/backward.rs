@@ -41,7 +41,12 @@ pub(crate) fn backward_kernel(
         }
     };
     match planes_per_task(planes, planes.saturating_mul(plane_out)) {
-        None => scatter(0, grad_in),
+        None => {
+            // A block of planes at a time: zeroed right before the scatter.
+            for (t, gi) in grad_in.chunks_mut(8 * plane_in).enumerate() {
+                scatter(t * 8, gi);
+            }
+        }
         Some(ppt) => crate::parallel::install(|| {
             grad_in
                 .par_chunks_mut(ppt * plane_in)

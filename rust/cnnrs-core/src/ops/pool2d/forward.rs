@@ -21,6 +21,9 @@ pub const NO_INDEX: u32 = u32::MAX;
 /// rayon hand-off costs a few microseconds, about this much work).
 pub(crate) const PAR_MIN_WORK: usize = 1 << 16;
 
+/// Planes per block on the calling thread (zeroed, then pooled).
+const SERIAL_PLANES: usize = 8;
+
 /// Planes per rayon task: about four tasks per thread so uneven planes
 /// balance out.
 pub(crate) fn planes_per_task(planes: usize, work: usize) -> Option<usize> {
@@ -323,8 +326,20 @@ pub(crate) fn forward_kernel(
         * g.cols.iter().map(|w| w.count).sum::<usize>();
     let chunk = planes_per_task(g.planes(), g.planes().saturating_mul(taps));
     match (idx, chunk) {
-        (Some(idx), None) => pool_chunk::<true>(x, g, 0, zero_init(out), zero_init(idx)),
-        (None, None) => pool_chunk::<false>(x, g, 0, zero_init(out), &mut []),
+        // One block of planes at a time, so each is zeroed right before the
+        // kernel writes it (still in cache) rather than all up front.
+        (Some(idx), None) => {
+            let len = SERIAL_PLANES * g.plane_out();
+            for (t, (o, i)) in out.chunks_mut(len).zip(idx.chunks_mut(len)).enumerate() {
+                pool_chunk::<true>(x, g, t * SERIAL_PLANES, zero_init(o), zero_init(i));
+            }
+        }
+        (None, None) => {
+            let len = SERIAL_PLANES * g.plane_out();
+            for (t, o) in out.chunks_mut(len).enumerate() {
+                pool_chunk::<false>(x, g, t * SERIAL_PLANES, zero_init(o), &mut []);
+            }
+        }
         (Some(idx), Some(ppt)) => {
             let len = ppt * g.plane_out();
             crate::parallel::install(|| {
