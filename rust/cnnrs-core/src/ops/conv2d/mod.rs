@@ -20,9 +20,9 @@
 //!   otherwise `dcol = W[g]^T · dy[i,g]`, then each row of `dcol` is added
 //!   to one contiguous run of a padded, phase-split gradient buffer (the
 //!   wide grid's adjoint; `col2im` per panel for small maps).
-//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T` (on the wide grid
-//!   when its junk columns cost at most `Tuning::wide_max_waste`, else per
-//!   panel of output rows of the column matrix), the batch split into a fixed number of chunks (one
+//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T`, the GEMM packing
+//!   `col^T` from the same padded copy of the image as the forward pass
+//!   (the direct kernels for few output channels), the batch split into a fixed number of chunks (one
 //!   per thread), partial sums reduced in chunk order: bit-identical results
 //!   for the same thread count.
 //! - grad bias: `db[c] = sum over n, h, w of dy`.
@@ -93,12 +93,12 @@ pub(crate) struct Tuning {
     pub task_min_flops: usize,
     /// Threads to plan for (`None`: the pool's size). Tests force it.
     pub threads: Option<usize>,
-    /// Largest fraction of junk columns the wide grid may add to the
-    /// gradients and the direct kernels (see [`wide`]); beyond it they
-    /// build the column matrix in panels. 15%: a 3x3 conv on a 14x14 map
+    /// Largest fraction of junk columns the wide grid may add to the input
+    /// gradient and the direct kernels (see [`wide`]); beyond it they build
+    /// the column matrix in panels (or use the GEMM). 15%: a 3x3 conv on a 14x14 map
     /// (16 columns for 14, 14%) still gains from the cheaper packing; on
-    /// 7x7 (9 for 7, 29%) it would not. The forward GEMM computes no junk
-    /// and takes the grid whatever the waste. A negative value turns the
+    /// 7x7 (9 for 7, 29%) it would not. The forward and weight-gradient
+    /// GEMMs compute no junk and take the grid whatever the waste. A negative value turns the
     /// grid off everywhere (tests force either path with it / `INFINITY`).
     pub wide_max_waste: f64,
     /// Fewest input channels per group for which the input gradient of a
