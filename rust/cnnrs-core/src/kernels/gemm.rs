@@ -925,8 +925,26 @@ fn pack_b<K: MicroKernel>(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize
         if b.rs == 1 && cols == nr {
             // Column-major B (e.g. a transposed row-major matrix): the
             // panel is a transpose of `NR` contiguous columns, done in
-            // 4 x 4 register blocks.
+            // 16 x 16 (AVX-512) or 4 x 4 (SSE) register blocks.
             let last = base + (nr - 1) * b.cs + kc;
+            #[cfg(target_arch = "x86_64")]
+            if nr == 32 && std::arch::is_x86_feature_detected!("avx512f") {
+                for t0 in (0..nr).step_by(16) {
+                    // SAFETY: AVX-512F is available (checked just above).
+                    unsafe {
+                        super::transpose::interleave16(
+                            &b.data[..last],
+                            base + t0 * b.cs,
+                            b.cs,
+                            kc,
+                            panel,
+                            nr,
+                            t0,
+                        )
+                    };
+                }
+                continue;
+            }
             pack_rows_interleaved(&b.data[base..last], b.cs, nr, kc, panel);
         } else {
             for (p, out) in panel.chunks_exact_mut(nr).enumerate() {

@@ -6,6 +6,7 @@ mod fpenv;
 pub mod gemm;
 pub mod peak;
 pub mod simd;
+pub(crate) mod transpose;
 
 pub use gemm::{
     gemm, gemm_par, gemm_par_with, gemm_src, gemm_src_par, gemm_src_with, gemm_with, GemmOpts,

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::direct::{self, Direct};
 use super::forward::{im2col, valid_range, GemmFn};
 use super::params::Conv2dGeom;
-use super::wide::{WideColsT, WideGeom};
+use super::wide::{ValidColsT, WideGeom, SLACK};
 use super::{panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
 use crate::arg_err;
 use crate::error::Result;
@@ -323,7 +323,8 @@ fn dw_one(
         mm.call(MatRef::row_major(dy, gm.c_out_g, hw, hw), xt, dw, k, &acc);
         return Ok(());
     }
-    if let (Some(wg), true) = (wide, tuning.direct(gm)) {
+    let direct = |wg: &WideGeom| tuning.direct(gm) && wg.waste(gm) <= tuning.wide_max_waste;
+    if let Some(wg) = wide.filter(|wg| direct(wg)) {
         let (n, xq_len) = wg.direct_sizes();
         return with_scratch(xq_len + gm.c_out_g * n, |buf| {
             let (xq, dyw) = buf.split_at_mut(xq_len);
@@ -342,26 +343,22 @@ fn dw_one(
         });
     }
     if let Some(wg) = wide {
-        // dW = dy_wide [c_out_g, h_out*wq] · col_wide^T: the junk columns of
-        // the grid meet zeros in dy_wide.
-        let (wq, n_wide) = (wg.wq, wg.n_wide);
-        let dyw_len = gm.c_out_g * n_wide;
-        return with_scratch(wg.xq_len + dyw_len, |buf| {
-            let (xq, dyw) = buf.split_at_mut(wg.xq_len);
-            wg.build(gm, x, xq);
-            for (drow, srow) in dyw.chunks_exact_mut(n_wide).zip(dy.chunks_exact(hw)) {
-                for (d, s) in drow.chunks_exact_mut(wq).zip(srow.chunks_exact(w_out)) {
-                    d[..w_out].copy_from_slice(s);
-                    d[w_out..].fill(0.0);
-                }
-            }
-            let src = WideColsT {
+        // dW = dy [c_out_g, hw_out] · col^T, `col^T` packed over the valid
+        // outputs straight from the padded copy of the image.
+        let max_off = wg.offsets.iter().copied().max().unwrap_or(0);
+        let len = wg.xq_len.max(max_off + wg.n_wide) + SLACK;
+        return with_scratch(len, |xq| {
+            wg.build(gm, x, &mut xq[..wg.xq_len]);
+            xq[wg.xq_len..].fill(0.0);
+            let src = ValidColsT {
                 xq,
                 offsets: &wg.offsets,
                 col0: 0,
-                cols: n_wide,
+                cols: hw,
+                w_out,
+                wq: wg.wq,
             };
-            let a = MatRef::row_major(dyw, gm.c_out_g, n_wide, n_wide);
+            let a = MatRef::row_major(dy, gm.c_out_g, hw, hw);
             mm.src(a, &src, dw, k, &acc);
             Ok(())
         });
@@ -459,10 +456,12 @@ pub(crate) fn grad_weight(
         None => 1,
     };
     let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
-    let wide = if gm.is_pointwise() {
+    // Like the forward pass, the GEMM path computes no junk columns, so the
+    // grid's width only matters to the direct kernels (checked there).
+    let wide = if gm.is_pointwise() || tuning.wide_max_waste < 0.0 {
         None
     } else {
-        WideGeom::new(gm, tuning.wide_max_waste)
+        WideGeom::new(gm, f64::INFINITY)
     };
     let wide = wide.as_ref();
     if chunks == 1 {

@@ -12,17 +12,17 @@
 //!   stride-1 unpadded conv uses the input itself as the column matrix.
 //!   Otherwise the GEMM packs its B panels straight from a zero-padded,
 //!   stride-phase-split copy of the image, on which every column-matrix row
-//!   is one contiguous run ([`wide`]), and writes the output directly; no
+//!   is one contiguous run (`wide.rs`), and writes the output directly; no
 //!   column matrix exists. Layers with at most 8 output channels per group
-//!   (LeNet) use the direct kernels of [`direct`] instead of the GEMM.
+//!   (LeNet) use the direct kernels of `direct.rs` instead of the GEMM.
 //! - grad input: stride 1 (and at least 8 input channels per group): the
 //!   forward kernels run on `dy` with the flipped, transposed weight;
 //!   otherwise `dcol = W[g]^T · dy[i,g]`, then each row of `dcol` is added
 //!   to one contiguous run of a padded, phase-split gradient buffer (the
 //!   wide grid's adjoint; `col2im` per panel for small maps).
-//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T` (on the wide grid
-//!   when its junk columns cost at most `Tuning::wide_max_waste`, else per
-//!   panel of output rows of the column matrix), the batch split into a fixed number of chunks (one
+//! - grad weight: `dW[g] = sum_i dy[i,g] · col(x[i,g])^T`, the GEMM packing
+//!   `col^T` from the same padded copy of the image as the forward pass
+//!   (the direct kernels for few output channels), the batch split into a fixed number of chunks (one
 //!   per thread), partial sums reduced in chunk order: bit-identical results
 //!   for the same thread count.
 //! - grad bias: `db[c] = sum over n, h, w of dy`.
@@ -93,12 +93,12 @@ pub(crate) struct Tuning {
     pub task_min_flops: usize,
     /// Threads to plan for (`None`: the pool's size). Tests force it.
     pub threads: Option<usize>,
-    /// Largest fraction of junk columns the wide grid may add to the
-    /// gradients and the direct kernels (see [`wide`]); beyond it they
-    /// build the column matrix in panels. 15%: a 3x3 conv on a 14x14 map
+    /// Largest fraction of junk columns the wide grid may add to the input
+    /// gradient and the direct kernels (see [`wide`]); beyond it they build
+    /// the column matrix in panels (or use the GEMM). 15%: a 3x3 conv on a 14x14 map
     /// (16 columns for 14, 14%) still gains from the cheaper packing; on
-    /// 7x7 (9 for 7, 29%) it would not. The forward GEMM computes no junk
-    /// and takes the grid whatever the waste. A negative value turns the
+    /// 7x7 (9 for 7, 29%) it would not. The forward and weight-gradient
+    /// GEMMs compute no junk and take the grid whatever the waste. A negative value turns the
     /// grid off everywhere (tests force either path with it / `INFINITY`).
     pub wide_max_waste: f64,
     /// Fewest input channels per group for which the input gradient of a
@@ -198,30 +198,32 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> Result<R
     r
 }
 
-/// An empty buffer with room for `len` floats, for an output that parallel
+/// An empty buffer with room for `len` values, for an output that parallel
 /// tasks zero and fill chunk by chunk ([`zero_init`]): the zeroing then runs
 /// on every thread, right before the kernel writes the same cache lines,
-/// instead of as a serial pass over the whole output up front.
+/// instead of as a serial pass over the whole output up front. (Used by the
+/// pooling kernels too.)
 ///
 /// # Errors
 /// `OutOfMemory` when the allocation fails.
-pub(crate) fn uninit_buffer(len: usize) -> Result<Vec<f32>> {
-    let mut v: Vec<f32> = Vec::new();
+pub(crate) fn uninit_buffer<T>(len: usize) -> Result<Vec<T>> {
+    let mut v: Vec<T> = Vec::new();
     v.try_reserve_exact(len).map_err(|_| {
         crate::error::CnnError::OutOfMemory(format!(
-            "could not allocate {len} floats ({} bytes)",
-            len.saturating_mul(4)
+            "could not allocate {len} values ({} bytes)",
+            len.saturating_mul(std::mem::size_of::<T>())
         ))
     })?;
     Ok(v)
 }
 
-/// Zeroes `u` and returns it as initialised floats.
-pub(crate) fn zero_init(u: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
-    u.fill(std::mem::MaybeUninit::new(0.0));
-    // SAFETY: every element was just written, and `MaybeUninit<f32>` has
-    // the layout of `f32`.
-    unsafe { &mut *(u as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+/// Sets `u` to `T::default()` (zero for numbers) and returns it as
+/// initialised values.
+pub(crate) fn zero_init<T: Copy + Default>(u: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+    u.fill(std::mem::MaybeUninit::new(T::default()));
+    // SAFETY: every element was just written, and `MaybeUninit<T>` has the
+    // layout of `T`.
+    unsafe { &mut *(u as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
 }
 
 /// Floats of one panel buffer: `k * rows * w_out`, checked.

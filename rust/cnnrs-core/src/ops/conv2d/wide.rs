@@ -15,15 +15,15 @@
 //!
 //! so packing a B panel is a series of plain fixed-width copies. Columns
 //! `ow >= w_out` of the grid are junk (they read across the row end). The
-//! forward pass never computes them: [`ValidCols`] packs only valid columns
-//! (a fixed-width copy patched where a panel crosses a row end), and the
-//! GEMM writes the output directly. The gradients work on the grid itself:
-//! junk columns meet zeros in the widened `dy` (weight gradient) or add
-//! zeros (input gradient), costing `wq / w_out - 1` extra flops (3.6% for a
-//! 3x3 conv on 56x56, 2.7% for a 7x7 stride-2 on 224x224); for those,
-//! [`WideGeom::new`] refuses shapes where that exceeds the tuning's
-//! `wide_max_waste` (default [`MAX_WASTE`]; small maps keep the panel
-//! path).
+//! forward pass and the weight gradient never compute them: [`ValidCols`]
+//! and [`ValidColsT`] pack only valid columns (a fixed-width run patched
+//! where a panel crosses a row end), so the GEMM reads `dy` and writes the
+//! output directly. The input gradient (col2im on the grid) and the direct
+//! kernels do work on the whole grid: junk columns meet zeros in the
+//! widened `dy`, costing `wq / w_out - 1` extra flops (3.6% for a 3x3 conv
+//! on 56x56, 2.7% for a 7x7 stride-2 on 224x224); for those, the tuning's
+//! `wide_max_waste` (default [`MAX_WASTE`]) bounds that fraction, and small
+//! maps keep the panel path.
 
 use super::params::Conv2dGeom;
 use crate::kernels::PackB;
@@ -356,16 +356,124 @@ impl PackB for ValidCols<'_> {
     }
 }
 
-/// The transpose of [`WideCols`]: `[cols, K]`, rows `col0..col0+cols` of
-/// the grid, for the weight gradient `dW = dy_wide · col^T`.
-pub(crate) struct WideColsT<'a> {
+/// The transpose of [`ValidCols`]: `[cols, K]` over the valid outputs
+/// `col0..col0+cols` (no junk rows), for the weight gradient
+/// `dW = dy · col^T` straight from `dy` (no widened copy, no junk flops).
+/// `xq` must extend [`SLACK`] floats past the grid.
+pub(crate) struct ValidColsT<'a> {
     pub xq: &'a [f32],
     pub offsets: &'a [usize],
     pub col0: usize,
     pub cols: usize,
+    pub w_out: usize,
+    pub wq: usize,
 }
 
-impl PackB for WideColsT<'_> {
+impl ValidColsT<'_> {
+    /// Grid position of valid column `j`.
+    #[inline]
+    fn grid(&self, j: usize) -> usize {
+        (j / self.w_out) * self.wq + j % self.w_out
+    }
+
+    /// Portable packing: `dst[p*nr + t] = xq[off[j0+t] + grid(col0+p0+p)]`.
+    fn pack_any(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        let start = self.col0 + p0;
+        for (q, panel) in dst.chunks_exact_mut(nr * kc).enumerate() {
+            let taps = nr.min(nc - q * nr);
+            let offs = &self.offsets[j0 + q * nr..j0 + q * nr + taps];
+            let (mut row, mut ow) = (start / self.w_out, start % self.w_out);
+            for out in panel.chunks_exact_mut(nr) {
+                let g = row * self.wq + ow;
+                for (o, &off) in out.iter_mut().zip(offs) {
+                    *o = self.xq[off + g];
+                }
+                out[taps..].fill(0.0);
+                ow += 1;
+                if ow == self.w_out {
+                    ow = 0;
+                    row += 1;
+                }
+            }
+        }
+    }
+
+    /// 32-tap panels with AVX-512 when output rows are at least 16 wide:
+    /// per block of 16 valid positions and 16 taps, 16 loads (each a run of
+    /// the image, blended with the next row's run where the block crosses a
+    /// row end) and one 16 x 16 register transpose.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack32_avx512(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        use std::arch::x86_64::*;
+        const N: usize = 32;
+        debug_assert!(self.w_out >= 16);
+        let start = self.col0 + p0;
+        let max_off = self.offsets.iter().copied().max().unwrap_or(0);
+        let xq = self.xq.as_ptr();
+        for (q, panel) in dst.chunks_exact_mut(N * kc).enumerate() {
+            let taps = N.min(nc - q * N);
+            let offs = &self.offsets[j0 + q * N..j0 + q * N + taps];
+            let full = kc / 16 * 16;
+            for pb in (0..full).step_by(16) {
+                let j = start + pb;
+                let g0 = self.grid(j);
+                let first = (self.w_out - j % self.w_out).min(16);
+                let shift = if first < 16 {
+                    self.grid(j + first) - first
+                } else {
+                    g0
+                };
+                let keep: u16 = if first >= 16 {
+                    u16::MAX
+                } else {
+                    (1u16 << first) - 1
+                };
+                assert!(max_off + g0.max(shift) + 16 <= self.xq.len());
+                for half in 0..2 {
+                    let t0 = half * 16;
+                    let mut r = [_mm512_setzero_ps(); 16];
+                    for (i, v) in r.iter_mut().enumerate() {
+                        if let Some(&off) = offs.get(t0 + i) {
+                            // SAFETY: `off + g0 + 16` and `off + shift + 16`
+                            // are within `xq` (asserted above).
+                            unsafe {
+                                let a = _mm512_loadu_ps(xq.add(off + g0));
+                                let b = _mm512_loadu_ps(xq.add(off + shift));
+                                *v = _mm512_mask_blend_ps(keep, b, a);
+                            }
+                        }
+                    }
+                    let t = crate::kernels::transpose::transpose16(r);
+                    for (p, v) in t.iter().enumerate() {
+                        // SAFETY: row `pb + p < kc` of the panel, lanes
+                        // `t0..t0+16 <= N`.
+                        unsafe { _mm512_storeu_ps(panel.as_mut_ptr().add((pb + p) * N + t0), *v) };
+                    }
+                }
+            }
+            // Leftover positions (fewer than 16), one by one.
+            let (mut row, mut ow) = ((start + full) / self.w_out, (start + full) % self.w_out);
+            for out in panel.chunks_exact_mut(N).skip(full) {
+                let g = row * self.wq + ow;
+                for (o, &off) in out.iter_mut().zip(offs) {
+                    *o = self.xq[off + g];
+                }
+                out[taps..].fill(0.0);
+                ow += 1;
+                if ow == self.w_out {
+                    ow = 0;
+                    row += 1;
+                }
+            }
+        }
+    }
+}
+
+impl PackB for ValidColsT<'_> {
     fn rows(&self) -> usize {
         self.cols
     }
@@ -373,80 +481,11 @@ impl PackB for WideColsT<'_> {
         self.offsets.len()
     }
     fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
-        // Panel `q` interleaves `nr` taps: `dst[p*nr + t] = xq[off[t] + p]`,
-        // a transpose of `nr` contiguous runs of length `kc`.
-        let start = self.col0 + p0;
-        for (q, panel) in dst.chunks_exact_mut(nr * kc).enumerate() {
-            let taps = nr.min(nc - q * nr);
-            let offs = &self.offsets[j0 + q * nr..j0 + q * nr + taps];
-            transpose_runs(self.xq, offs, start, kc, nr, panel);
+        #[cfg(target_arch = "x86_64")]
+        if nr == 32 && self.w_out >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is available (checked just above).
+            return unsafe { self.pack32_avx512(p0, kc, j0, nc, dst) };
         }
-    }
-}
-
-/// `dst[p*nr + t] = src[offs[t] + start + p]` for `t < offs.len()`,
-/// `p < kc`; columns `t >= offs.len()` are zero. 4x4 blocks go through SSE
-/// registers on x86-64.
-fn transpose_runs(
-    src: &[f32],
-    offs: &[usize],
-    start: usize,
-    kc: usize,
-    nr: usize,
-    dst: &mut [f32],
-) {
-    let taps = offs.len();
-    assert!(taps <= nr && dst.len() >= nr * kc);
-    for &o in offs {
-        assert!(
-            o + start + kc <= src.len(),
-            "wide grid: run outside the image buffer"
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    let (t_done, p_done) = {
-        use std::arch::x86_64::*;
-        let (t4, p4) = (taps / 4 * 4, kc / 4 * 4);
-        for g in (0..t4).step_by(4) {
-            let s = [
-                offs[g] + start,
-                offs[g + 1] + start,
-                offs[g + 2] + start,
-                offs[g + 3] + start,
-            ];
-            for p in (0..p4).step_by(4) {
-                // SAFETY: every run `s[i]..s[i]+kc` lies inside `src`
-                // (asserted above) and `p + 4 <= kc`; the four destination
-                // groups `(p+j)*nr + g .. +4` lie inside `dst` (`g + 4 <= nr`,
-                // `p + 3 < kc`). Unaligned SSE loads and stores; SSE2 is
-                // part of x86-64.
-                unsafe {
-                    let x0 = _mm_loadu_ps(src.as_ptr().add(s[0] + p));
-                    let x1 = _mm_loadu_ps(src.as_ptr().add(s[1] + p));
-                    let x2 = _mm_loadu_ps(src.as_ptr().add(s[2] + p));
-                    let x3 = _mm_loadu_ps(src.as_ptr().add(s[3] + p));
-                    let t0 = _mm_unpacklo_ps(x0, x1);
-                    let t1 = _mm_unpacklo_ps(x2, x3);
-                    let t2 = _mm_unpackhi_ps(x0, x1);
-                    let t3 = _mm_unpackhi_ps(x2, x3);
-                    let d = dst.as_mut_ptr().add(p * nr + g);
-                    _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
-                    _mm_storeu_ps(d.add(nr), _mm_movehl_ps(t1, t0));
-                    _mm_storeu_ps(d.add(2 * nr), _mm_movelh_ps(t2, t3));
-                    _mm_storeu_ps(d.add(3 * nr), _mm_movehl_ps(t3, t2));
-                }
-            }
-        }
-        (t4, p4)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let (t_done, p_done) = (0, 0);
-    for p in 0..kc {
-        let row = &mut dst[p * nr..(p + 1) * nr];
-        let t_from = if p < p_done { t_done } else { 0 };
-        for t in t_from..taps {
-            row[t] = src[offs[t] + start + p];
-        }
-        row[taps..].fill(0.0);
+        self.pack_any(p0, kc, j0, nc, nr, dst)
     }
 }

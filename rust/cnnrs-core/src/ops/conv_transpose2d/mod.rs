@@ -16,11 +16,14 @@
 //! Method: this op is the adjoint of the convolution
 //! [`ConvTranspose2dGeom::dual`], so it runs conv2d's kernels on that
 //! geometry, on the same GEMM core, with no zero-stuffing:
-//! - forward: per image and group `dcol [K, hw_in] = W[g]^T · x[i,g]`, then
-//!   `col2im` scatter-adds `dcol` into the output, which starts at the bias
-//!   (conv2d's input-gradient kernel; `K = c_out_g*k_h*k_w`);
+//! - forward: conv2d's input-gradient kernel (`K = c_out_g*k_h*k_w`), the
+//!   output starting at the bias: for stride 1 the forward convolution of
+//!   `x` with the flipped weight; otherwise per image and group
+//!   `dcol [K, hw_in] = W[g]^T · x[i,g]`, each row of `dcol` added to one
+//!   contiguous run of a padded, phase-split output buffer (`col2im` per
+//!   panel for small maps);
 //! - grad input: `dx[i,g] = W[g] · col(dy[i,g])` (conv2d's forward kernel:
-//!   im2col panels + GEMM);
+//!   the GEMM packs `col(dy)` straight from a padded copy of `dy`);
 //! - grad weight: `dW[g] = sum_i x[i,g] · col(dy[i,g])^T` (conv2d's weight
 //!   gradient kernel: the batch split into a fixed number of chunks whose
 //!   partial sums are reduced in chunk order, so results are bit-identical

@@ -5,9 +5,12 @@
 //! N*C planes over the thread pool. Every path scans taps in the same order
 //! with the same update rule, so results are identical whichever runs.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::params::Pool2dGeometry;
+use crate::ops::conv2d::zero_init;
 
 /// Index stored for a window that covers only padding (its output is -inf
 /// and it receives no gradient). Never a valid index: planes hold at most
@@ -17,6 +20,9 @@ pub const NO_INDEX: u32 = u32::MAX;
 /// Below this many window taps in total, one thread does the whole call (a
 /// rayon hand-off costs a few microseconds, about this much work).
 pub(crate) const PAR_MIN_WORK: usize = 1 << 16;
+
+/// Planes per block on the calling thread (zeroed, then pooled).
+const SERIAL_PLANES: usize = 8;
 
 /// Planes per rayon task: about four tasks per thread so uneven planes
 /// balance out.
@@ -304,11 +310,14 @@ fn pool_chunk<const IDX: bool>(
 /// Max-pools `x` ([n, c, h_in, w_in]) into `out` ([n, c, h_out, w_out]),
 /// writing flat per-plane argmax indices into `idx` when given (same length
 /// as `out`).
+///
+/// `out` and `idx` arrive uninitialised; each task zeroes its chunk before
+/// filling it (see [`zero_init`]), so on return both are fully written.
 pub(crate) fn forward_kernel(
     x: &[f32],
     g: &Pool2dGeometry,
-    out: &mut [f32],
-    idx: Option<&mut [u32]>,
+    out: &mut [MaybeUninit<f32>],
+    idx: Option<&mut [MaybeUninit<u32>]>,
 ) {
     if out.is_empty() {
         return;
@@ -317,15 +326,29 @@ pub(crate) fn forward_kernel(
         * g.cols.iter().map(|w| w.count).sum::<usize>();
     let chunk = planes_per_task(g.planes(), g.planes().saturating_mul(taps));
     match (idx, chunk) {
-        (Some(idx), None) => pool_chunk::<true>(x, g, 0, out, idx),
-        (None, None) => pool_chunk::<false>(x, g, 0, out, &mut []),
+        // One block of planes at a time, so each is zeroed right before the
+        // kernel writes it (still in cache) rather than all up front.
+        (Some(idx), None) => {
+            let len = SERIAL_PLANES * g.plane_out();
+            for (t, (o, i)) in out.chunks_mut(len).zip(idx.chunks_mut(len)).enumerate() {
+                pool_chunk::<true>(x, g, t * SERIAL_PLANES, zero_init(o), zero_init(i));
+            }
+        }
+        (None, None) => {
+            let len = SERIAL_PLANES * g.plane_out();
+            for (t, o) in out.chunks_mut(len).enumerate() {
+                pool_chunk::<false>(x, g, t * SERIAL_PLANES, zero_init(o), &mut []);
+            }
+        }
         (Some(idx), Some(ppt)) => {
             let len = ppt * g.plane_out();
             crate::parallel::install(|| {
                 out.par_chunks_mut(len)
                     .zip(idx.par_chunks_mut(len))
                     .enumerate()
-                    .for_each(|(t, (o, i))| pool_chunk::<true>(x, g, t * ppt, o, i));
+                    .for_each(|(t, (o, i))| {
+                        pool_chunk::<true>(x, g, t * ppt, zero_init(o), zero_init(i))
+                    });
             });
         }
         (None, Some(ppt)) => {
@@ -333,7 +356,7 @@ pub(crate) fn forward_kernel(
             crate::parallel::install(|| {
                 out.par_chunks_mut(len)
                     .enumerate()
-                    .for_each(|(t, o)| pool_chunk::<false>(x, g, t * ppt, o, &mut []));
+                    .for_each(|(t, o)| pool_chunk::<false>(x, g, t * ppt, zero_init(o), &mut []));
             });
         }
     }

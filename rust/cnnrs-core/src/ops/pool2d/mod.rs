@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use crate::autograd::{Backward, Var};
 use crate::error::{CnnError, Result};
-use crate::tensor::{checked_numel, try_zeros, Tensor};
+use crate::ops::conv2d::uninit_buffer;
+use crate::tensor::{checked_numel, Tensor};
 
 pub mod avg;
 #[cfg(test)]
@@ -33,12 +34,19 @@ mod tests;
 pub use forward::NO_INDEX;
 pub use params::{MaxPool2dParams, Pool2dGeometry};
 
-fn try_index_buf(n: usize) -> Result<Vec<u32>> {
-    let mut v: Vec<u32> = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        CnnError::OutOfMemory(format!("max_pool2d: could not allocate {n} indices"))
-    })?;
-    v.resize(n, 0);
+/// Runs `fill` on the first `n` (uninitialised) slots of a new buffer,
+/// which it must initialise entirely, and returns the buffer.
+fn filled_buffer<T>(
+    n: usize,
+    what: &str,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>]),
+) -> Result<Vec<T>> {
+    let mut v: Vec<T> = uninit_buffer(n)
+        .map_err(|_| CnnError::OutOfMemory(format!("max_pool2d: could not allocate {n} {what}")))?;
+    fill(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` (the kernels below) initialises all `n` slots: every
+    // chunk goes through `zero_init` before the kernel writes it.
+    unsafe { v.set_len(n) };
     Ok(v)
 }
 
@@ -50,8 +58,10 @@ fn try_index_buf(n: usize) -> Result<Vec<u32>> {
 pub fn forward(x: &Tensor, p: &MaxPool2dParams) -> Result<Tensor> {
     let g = p.geometry(x.shape())?;
     let shape = g.out_shape();
-    let mut out = try_zeros(checked_numel(&shape)?)?; // [n, c, h_out, w_out]
-    forward::forward_kernel(x.data(), &g, &mut out, None);
+    // [n, c, h_out, w_out]
+    let out = filled_buffer(checked_numel(&shape)?, "outputs", |out| {
+        forward::forward_kernel(x.data(), &g, out, None)
+    })?;
     Ok(Tensor::from_parts(shape.to_vec(), out))
 }
 
@@ -65,9 +75,21 @@ pub fn forward_with_indices(x: &Tensor, p: &MaxPool2dParams) -> Result<(Tensor, 
     let g = p.geometry(x.shape())?;
     let shape = g.out_shape();
     let numel = checked_numel(&shape)?;
-    let mut out = try_zeros(numel)?; // [n, c, h_out, w_out]
-    let mut idx = try_index_buf(numel)?; // [n, c, h_out, w_out]
-    forward::forward_kernel(x.data(), &g, &mut out, Some(&mut idx));
+    // Both [n, c, h_out, w_out].
+    let mut idx: Vec<u32> = uninit_buffer(numel).map_err(|_| {
+        CnnError::OutOfMemory(format!("max_pool2d: could not allocate {numel} indices"))
+    })?;
+    let out = filled_buffer(numel, "outputs", |out| {
+        forward::forward_kernel(
+            x.data(),
+            &g,
+            out,
+            Some(&mut idx.spare_capacity_mut()[..numel]),
+        )
+    })?;
+    // SAFETY: `forward_kernel` initialised all `numel` indices along with
+    // the outputs (each chunk through `zero_init`, then written).
+    unsafe { idx.set_len(numel) };
     Ok((Tensor::from_parts(shape.to_vec(), out), idx))
 }
 
@@ -78,7 +100,6 @@ pub fn forward_with_indices(x: &Tensor, p: &MaxPool2dParams) -> Result<(Tensor, 
 /// `ShapeMismatch` when `grad_out` and `indices` do not describe the same
 /// number of whole planes of `in_shape`.
 pub fn backward(grad_out: &Tensor, indices: &[u32], in_shape: &[usize]) -> Result<Tensor> {
-    let mut grad_in = Tensor::zeros(in_shape)?; // [n, c, h_in, w_in]
     let go = grad_out.shape();
     let ok = in_shape.len() == 4
         && go.len() == 4
@@ -92,14 +113,17 @@ pub fn backward(grad_out: &Tensor, indices: &[u32], in_shape: &[usize]) -> Resul
             crate::error::fmt_shape(in_shape)
         ));
     }
-    backward::backward_kernel(
-        grad_out.data(),
-        indices,
-        in_shape[2] * in_shape[3],
-        go[2] * go[3],
-        grad_in.data_mut(),
-    );
-    Ok(grad_in)
+    // [n, c, h_in, w_in]
+    let grad_in = filled_buffer(checked_numel(in_shape)?, "gradients", |gi| {
+        backward::backward_kernel(
+            grad_out.data(),
+            indices,
+            in_shape[2] * in_shape[3],
+            go[2] * go[3],
+            gi,
+        )
+    })?;
+    Ok(Tensor::from_parts(in_shape.to_vec(), grad_in))
 }
 
 struct MaxPool2dBackward {
