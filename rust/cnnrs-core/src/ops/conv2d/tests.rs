@@ -762,3 +762,36 @@ fn default_fast_paths_match_reference_on_every_family() {
         }
     }
 }
+
+#[test]
+fn batched_columns_path_matches_reference() {
+    // Many output channels over tiny maps (ResNet's last stages at CIFAR
+    // sizes) take the path that shares one column matrix across images;
+    // a small panel splits the batch into several chunks.
+    let mut rng = Rng::new(77);
+    let small_panel = Tuning {
+        panel_floats: 64,
+        ..Tuning::DEFAULT
+    };
+    for &(n, c_in, c_out, hw, k, s, pad) in &[
+        (5, 8, 40, 4, 3, 1, 1),
+        (3, 16, 64, 2, 3, 2, 1),
+        (4, 12, 48, 1, 1, 1, 0),
+        (6, 4, 33, 3, 2, 1, 0),
+    ] {
+        let p = Conv2dParams::new((s, s), (pad, pad), (1, 1), 1);
+        let x = tensor(&mut rng, &[n, c_in, hw, hw]);
+        let w = tensor(&mut rng, &[c_out, c_in, k, k]);
+        let b = tensor(&mut rng, &[c_out]);
+        let gm = Conv2dGeom::new(x.shape(), w.shape(), Some(b.shape()), &p).unwrap();
+        assert!(forward::batched_columns(&gm), "case takes the batched path");
+        let want = reference::forward(&x, &w, Some(&b), &p).unwrap();
+        for t in [&Tuning::DEFAULT, &small_panel] {
+            let got = forward_tuned(&x, &w, Some(&b), &p, false, t).unwrap();
+            assert_close(got.data(), want.data(), 1e-4, 1e-4, "batched columns");
+            let relu = forward_tuned(&x, &w, Some(&b), &p, true, t).unwrap();
+            let relu_want: Vec<f32> = want.data().iter().map(|v| v.max(0.0)).collect();
+            assert_close(relu.data(), &relu_want, 1e-4, 1e-4, "batched columns relu");
+        }
+    }
+}
