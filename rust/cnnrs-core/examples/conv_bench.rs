@@ -6,10 +6,15 @@
 //! cargo run --release -p cnnrs-core --example conv_bench -- [threads] [repeats] [case...]
 //! ```
 //!
-//! Cases are the kernel rows of `benches/bench.py`. Each line prints the
-//! best and median wall time and, for one thread, the median on-CPU time
-//! (which descheduling by other processes does not inflate), with the
-//! GFLOP/s they imply.
+//! Cases are the kernel rows of `benches/bench.py` plus two ResNet-style
+//! small maps (`conv3x3_14`, `conv3x3_7`) and `maxpool3x3s2`; each conv is
+//! timed as forward, input gradient (`dx`), weight gradient (`dw`) and
+//! forward + all gradients (`PART=fwd|dx|dw|fwd_bwd` keeps one). Each line
+//! prints the best and median wall time and the median on-CPU time of the
+//! calling thread (for one thread: what descheduling by other processes
+//! does not inflate), with the GFLOP/s they imply. To match the Python
+//! package's allocator policy, run with
+//! `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=536870912 MALLOC_TOP_PAD_=67108864`.
 
 use std::io::Write;
 use std::time::Instant;
