@@ -48,7 +48,7 @@ pub(crate) mod forward;
 pub mod params;
 pub mod reference;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub(crate) mod wide;
 
 pub use params::{Conv2dGeom, Conv2dParams, Padding};

@@ -6,7 +6,7 @@ use crate::testutil::{assert_close, Rng};
 /// or GEMM call, every conv parallel, three weight-gradient chunks whatever
 /// the machine; the wide grid and the flipped input gradient forced on, the
 /// scalar GEMM kernels.
-const STRESS: Tuning = Tuning {
+pub(crate) const STRESS: Tuning = Tuning {
     panel_floats: 1,
     par_min_flops: 0,
     task_min_flops: 0,
@@ -19,7 +19,7 @@ const STRESS: Tuning = Tuning {
 
 /// Panels of a few rows, parallel over tasks, two chunks; the im2col panel
 /// path and col2im forced, the AVX2 GEMM kernels.
-const MEDIUM: Tuning = Tuning {
+pub(crate) const MEDIUM: Tuning = Tuning {
     panel_floats: 200,
     par_min_flops: 0,
     task_min_flops: 0,
@@ -33,7 +33,7 @@ const MEDIUM: Tuning = Tuning {
 /// The wide grid and the flipped input gradient whatever the waste or the
 /// channel count, the direct kernels on or off, on a given SIMD family (a family the CPU lacks falls back
 /// to the widest one it has).
-const fn wide(simd: crate::kernels::SimdFamily, direct: bool) -> Tuning {
+pub(crate) const fn wide(simd: crate::kernels::SimdFamily, direct: bool) -> Tuning {
     Tuning {
         panel_floats: 300,
         par_min_flops: 0,
@@ -46,7 +46,8 @@ const fn wide(simd: crate::kernels::SimdFamily, direct: bool) -> Tuning {
     }
 }
 
-const TUNINGS: [(&str, Tuning); 7] = [
+/// Every work split and kernel path, shared with conv_transpose2d's tests.
+pub(crate) const TUNINGS: [(&str, Tuning); 7] = [
     ("default", Tuning::DEFAULT),
     ("medium", MEDIUM),
     ("stress", STRESS),

@@ -3,63 +3,7 @@ use crate::error::CnnError;
 use crate::ops::conv2d::{self, Conv2dParams, Padding};
 use crate::testutil::{assert_close, numeric_grad, Rng};
 
-/// Splits the work as finely as possible: one row per panel, every call
-/// parallel, three weight-gradient chunks whatever the machine.
-const STRESS: Tuning = Tuning {
-    panel_floats: 1,
-    par_min_flops: 0,
-    task_min_flops: 0,
-    threads: Some(3),
-    wide_max_waste: f64::INFINITY,
-    flip_min_channels: 0,
-    simd: Some(crate::kernels::SimdFamily::Scalar),
-    direct_max_cout: 8,
-};
-
-/// Panels of a few rows, parallel over tasks, two chunks; the im2col panel
-/// path and col2im forced, the AVX2 GEMM kernels.
-const MEDIUM: Tuning = Tuning {
-    panel_floats: 200,
-    par_min_flops: 0,
-    task_min_flops: 0,
-    threads: Some(2),
-    wide_max_waste: -1.0,
-    flip_min_channels: usize::MAX,
-    simd: Some(crate::kernels::SimdFamily::Avx2),
-    direct_max_cout: 0,
-};
-
-/// The wide grid and the flipped input gradient whatever the waste or the
-/// channel count, the direct kernels on or off, on a given SIMD family (a family the CPU lacks falls back
-/// to the widest one it has).
-const fn wide(simd: crate::kernels::SimdFamily, direct: bool) -> Tuning {
-    Tuning {
-        panel_floats: 300,
-        par_min_flops: 0,
-        task_min_flops: 0,
-        threads: Some(2),
-        wide_max_waste: f64::INFINITY,
-        flip_min_channels: 0,
-        simd: Some(simd),
-        direct_max_cout: if direct { 8 } else { 0 },
-    }
-}
-
-const TUNINGS: [(&str, Tuning); 7] = [
-    ("default", Tuning::DEFAULT),
-    ("medium", MEDIUM),
-    ("stress", STRESS),
-    ("wide_avx2", wide(crate::kernels::SimdFamily::Avx2, false)),
-    (
-        "wide_avx512",
-        wide(crate::kernels::SimdFamily::Avx512, false),
-    ),
-    ("direct_avx2", wide(crate::kernels::SimdFamily::Avx2, true)),
-    (
-        "direct_avx512",
-        wide(crate::kernels::SimdFamily::Avx512, true),
-    ),
-];
+use crate::ops::conv2d::tests::TUNINGS;
 
 #[derive(Debug)]
 struct Case {
