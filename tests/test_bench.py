@@ -60,9 +60,15 @@ def test_flop_and_byte_formulas():
 def test_time_call_counts_samples():
     b = _load()
     calls = []
-    t = b.time_call(lambda: calls.append(1), repeats=4, warmup=2, min_sample_s=0.0)
+    t = b.time_call(lambda: calls.append(1), repeats=4, warmup=2, min_sample_s=0.0,
+                    min_warmup_s=0.0)
     assert t.repeats == 4 and t.min <= t.median <= t.max
     assert len(calls) == 2 + 1 + 4  # warm-up, calibration, one call per sample
+    # A time-based warm-up keeps calling (up to 50 calls) for min_warmup_s.
+    calls.clear()
+    b.time_call(lambda: calls.append(1), repeats=1, warmup=2, min_sample_s=0.0,
+                min_warmup_s=10.0)
+    assert len(calls) == 50 + 1 + 1
 
 
 @pytest.mark.parametrize("extra", [[], ["--contend"]])
