@@ -316,6 +316,72 @@ def run_conv(ctx: Ctx) -> None:
         return
     for case in CONV_CASES:
         conv_case(ctx, conv2d, case)
+    convt_case(ctx)
+
+
+def convt_case(ctx: Ctx) -> None:
+    """`convT2x2s2` (issue 5): N=8, 128 -> 64 channels, 28x28 -> 56x56, kernel
+    2, stride 2. FLOPs are the adjoint convolution's: 2*N*C_in*H*W*C_out*kH*kW."""
+    F = cnnrs.nn.functional
+    name, n, c_in, c_out, h, w, k = "convT2x2s2", 8, 128, 64, 28, 28, 2
+    x = ctx.randn(n, c_in, h, w)
+    wt = ctx.randn(c_in, c_out, k, k) * 0.1
+    b = ctx.randn(c_out)
+    g = ctx.randn(n, c_out, h * k, w * k)
+    flops = 2 * n * c_in * h * w * c_out * k * k
+    tx, tw, tb = cnnrs.tensor(x), cnnrs.tensor(wt), cnnrs.tensor(b)
+    gx, gw, gb = (cnnrs.tensor(v, requires_grad=True) for v in (x, wt, b))
+    gg = cnnrs.tensor(g)
+
+    def fwd():
+        with cnnrs.no_grad():
+            return F.conv_transpose2d(tx, tw, tb, stride=k)
+
+    def fwd_bwd():
+        for p in (gx, gw, gb):
+            p.grad = None
+        F.conv_transpose2d(gx, gw, gb, stride=k).backward(gg)
+
+    torch_fwd = torch_fb = ort_fwd = None
+    torch = ctx.torch
+    if torch is not None:
+        tf = torch.nn.functional
+        ttx, ttw, ttb, ttg = (torch.from_numpy(v) for v in (x, wt, b, g))
+        pgx, pgw, pgb = (v.clone().requires_grad_(True) for v in (ttx, ttw, ttb))
+
+        def t_fwd():
+            with torch.no_grad():
+                return tf.conv_transpose2d(ttx, ttw, ttb, stride=k)
+
+        def t_fb():
+            for p in (pgx, pgw, pgb):
+                p.grad = None
+            tf.conv_transpose2d(pgx, pgw, pgb, stride=k).backward(ttg)
+
+        torch_fwd = _peer("torch convT fwd", lambda: ctx.timing(t_fwd).median)
+        torch_fb = _peer("torch convT fwd_bwd", lambda: ctx.timing(t_fb).median)
+    if ctx.ort is not None:
+        def ort_convt():
+            onnx, _ = ctx.ort
+            hp, tp = onnx.helper, onnx.TensorProto
+            node = hp.make_node("ConvTranspose", ["X", "W", "B"], ["Y"],
+                                kernel_shape=[k, k], strides=[k, k])
+            graph = hp.make_graph(
+                [node], "g", [hp.make_tensor_value_info("X", tp.FLOAT, list(x.shape))],
+                [hp.make_tensor_value_info("Y", tp.FLOAT, [n, c_out, h * k, w * k])],
+                initializer=[onnx.numpy_helper.from_array(wt, "W"),
+                             onnx.numpy_helper.from_array(b, "B")])
+            return _ort_time(ctx, graph, {"X": x})
+
+        ort_fwd = _peer(f"onnxruntime {name}", ort_convt)
+    for pass_, fn, fl, tms, oms in (("fwd", fwd, flops, torch_fwd, ort_fwd),
+                                    ("fwd_bwd", fwd_bwd, 3 * flops, torch_fb, None)):
+        try:
+            t = ctx.timing(fn)
+        except Exception as e:  # noqa: BLE001
+            note(f"{name} {pass_}: cnnrs raised {type(e).__name__}: {e}; row skipped")
+            continue
+        emit(_rounded(row(name, "kernels", pass_, ctx.threads, n, t, fl, ctx.peak, tms, oms)))
 
 
 def conv_case(ctx: Ctx, conv2d, case: ConvCase) -> None:
