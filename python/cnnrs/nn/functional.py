@@ -198,6 +198,8 @@ _INT64_MAX = 2**63 - 1
 def _conv_int(value: Any, op: str, name: str) -> int:
     """``value`` as a Python int; bools and non-integers raise TypeError.
     Range checks (negative, zero) are the core's, so they raise ValueError."""
+    if type(value) is int and -_INT64_MAX <= value <= _INT64_MAX:  # the common case, fast
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__} ({value!r})")
     v = int(value)
@@ -208,6 +210,8 @@ def _conv_int(value: Any, op: str, name: str) -> int:
 
 def _conv_pair(value: Any, op: str, name: str) -> tuple[int, int]:
     """An int or a pair of ints (tuple or list) as a pair, PyTorch's ``_pair``."""
+    if type(value) is int and 0 <= value <= _INT64_MAX:  # the common case, fast
+        return (value, value)
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(
@@ -599,6 +603,8 @@ def _int_pair(value: Any, name: str, op: str) -> tuple:
 
     Raises TypeError for non-integers (bool included) and ValueError for
     negative or absurdly large values, naming ``op`` and ``name``."""
+    if type(value) is int and 0 <= value <= sys.maxsize:  # the common case, fast
+        return (value, value)
     items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     if len(items) == 1:
         items = items * 2
@@ -606,6 +612,9 @@ def _int_pair(value: Any, name: str, op: str) -> tuple:
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     out = []
     for v in items:
+        if type(v) is int and 0 <= v <= sys.maxsize:
+            out.append(v)
+            continue
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
             raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
         if v < 0:

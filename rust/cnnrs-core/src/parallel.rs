@@ -19,6 +19,14 @@ static POOL: RwLock<Option<Pool>> = RwLock::new(None);
 /// Threads to use when nothing was set: `CNNRS_NUM_THREADS`, else the number
 /// of CPUs this process may run on.
 fn default_threads() -> usize {
+    // Computed once: `available_parallelism` reads cgroup files (tens of
+    // microseconds), and tiny ops ask for the thread count on every call
+    // before the pool exists.
+    static DEFAULT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(read_default_threads)
+}
+
+fn read_default_threads() -> usize {
     std::env::var("CNNRS_NUM_THREADS")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
