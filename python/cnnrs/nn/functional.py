@@ -72,12 +72,11 @@ def _pos_int(op: str, name: str, v: Any) -> int:
 
 
 def _pair(op: str, name: str, v: Any) -> tuple:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair, got {v!r}")
-        return (_pos_int(op, name, v[0]), _pos_int(op, name, v[1]))
-    v = _pos_int(op, name, v)
-    return (v, v)
+    """An int or a pair of positive ints as ``(h, w)`` (see :func:`_int_pair`)."""
+    pair = _int_pair(v, name, op)
+    if 0 in pair:
+        raise ValueError(f"{op}: {name} must be at least 1, got {v!r}")
+    return pair
 
 
 def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -133,18 +132,6 @@ def max_pool_dropout2d(input: Any, kernel_size, stride=None, p: float = 0.5,
                                                  bool(training), eval_mode == "weighted"))
 
 
-def _nonneg_pair(op: str, name: str, v: Any) -> tuple:
-    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    if len(pair) != 2:
-        raise ValueError(f"{op}: {name} must be an int or a pair, got {v!r}")
-    for e in pair:
-        if isinstance(e, bool) or not isinstance(e, int):
-            raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
-        if e < 0:
-            raise ValueError(f"{op}: {name} must be non-negative, got {v!r}")
-    return pair
-
-
 def locally_connected2d(input: Any, weight: Any, bias: Optional[Any] = None, stride=1,
                         padding=0) -> Tensor:
     """A convolution without weight sharing: each output position has its own
@@ -165,7 +152,7 @@ def locally_connected2d(input: Any, weight: Any, bias: Optional[Any] = None, str
     """
     op = "locally_connected2d"
     s = _pair(op, "stride", stride)
-    p = _nonneg_pair(op, "padding", padding)
+    p = _int_pair(padding, "padding", op)
     b = None if bias is None else _t(bias)._v
     return Tensor._wrap(_native.locally_connected2d(_t(input)._v, _t(weight)._v, b, s, p))
 

@@ -38,7 +38,7 @@ class LocallyConnected2d(Module):
         self.input_size = F._pair(op, "input_size", input_size)
         self.kernel_size = F._pair(op, "kernel_size", kernel_size)
         self.stride = F._pair(op, "stride", stride)
-        self.padding = F._nonneg_pair(op, "padding", padding)
+        self.padding = F._int_pair(padding, "padding", op)
         h_out, w_out = ((n + 2 * p - k) // s + 1 for n, k, s, p in
                         zip(self.input_size, self.kernel_size, self.stride, self.padding))
         if h_out < 1 or w_out < 1:
