@@ -10,6 +10,26 @@ from .module import Module, Parameter
 __all__ = ["Conv2d"]
 
 
+def check_layer_args(op: str, in_channels: int, out_channels: int, kernel_size: tuple,
+                     stride: tuple, dilation: tuple, groups: int, bias) -> None:
+    """The construction checks shared by Conv2d and ConvTranspose2d (arguments
+    already normalised to ints and pairs)."""
+    if in_channels < 1 or out_channels < 1:
+        raise ValueError(f"{op}: in_channels and out_channels must be positive, got "
+                         f"{in_channels} and {out_channels}")
+    for name, pair in (("kernel_size", kernel_size), ("stride", stride),
+                       ("dilation", dilation)):
+        if min(pair) < 1:
+            raise ValueError(f"{op}: {name} must be positive, got {pair}")
+    if groups < 1:
+        raise ValueError(f"{op}: groups must be positive, got {groups}")
+    for name, c in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if c % groups:
+            raise ValueError(f"{op}: {name} ({c}) must be divisible by groups ({groups})")
+    if not isinstance(bias, (bool, int)):
+        raise TypeError(f"{op}: bias must be a bool, got {type(bias).__name__}")
+
+
 class Conv2d(Module):
     """2-D convolution layer, as ``torch.nn.Conv2d``.
 
@@ -85,27 +105,8 @@ class Conv2d(Module):
             padding = _conv_pair(padding, op, "padding")
             if min(padding) < 0:
                 raise ValueError(f"Conv2d: padding must be non-negative, got {padding}")
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(
-                f"Conv2d: in_channels and out_channels must be positive, got "
-                f"{in_channels} and {out_channels}"
-            )
-        for name, pair in (("kernel_size", kernel_size), ("stride", stride),
-                           ("dilation", dilation)):
-            if min(pair) < 1:
-                raise ValueError(f"Conv2d: {name} must be positive, got {pair}")
-        if groups < 1:
-            raise ValueError(f"Conv2d: groups must be positive, got {groups}")
-        if in_channels % groups:
-            raise ValueError(
-                f"Conv2d: in_channels ({in_channels}) must be divisible by groups ({groups})"
-            )
-        if out_channels % groups:
-            raise ValueError(
-                f"Conv2d: out_channels ({out_channels}) must be divisible by groups ({groups})"
-            )
-        if not isinstance(bias, (bool, int)):
-            raise TypeError(f"Conv2d: bias must be a bool, got {type(bias).__name__}")
+        check_layer_args(op, in_channels, out_channels, kernel_size, stride, dilation, groups,
+                         bias)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size

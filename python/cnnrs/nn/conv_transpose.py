@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 from . import functional as F
 from . import init
+from .conv import check_layer_args
 from .functional import _conv_int, _conv_pair
 from .module import Module, Parameter
 
@@ -83,15 +84,8 @@ class ConvTranspose2d(Module):
         output_padding = _conv_pair(output_padding, op, "output_padding")
         dilation = _conv_pair(dilation, op, "dilation")
         groups = _conv_int(groups, op, "groups")
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(
-                f"ConvTranspose2d: in_channels and out_channels must be positive, got "
-                f"{in_channels} and {out_channels}"
-            )
-        for name, pair in (("kernel_size", kernel_size), ("stride", stride),
-                           ("dilation", dilation)):
-            if min(pair) < 1:
-                raise ValueError(f"ConvTranspose2d: {name} must be positive, got {pair}")
+        check_layer_args(op, in_channels, out_channels, kernel_size, stride, dilation, groups,
+                         bias)
         for name, pair in (("padding", padding), ("output_padding", output_padding)):
             if min(pair) < 0:
                 raise ValueError(f"ConvTranspose2d: {name} must be non-negative, got {pair}")
@@ -102,20 +96,6 @@ class ConvTranspose2d(Module):
                     f"dilation, got output_padding {output_padding}, stride {stride}, "
                     f"dilation {dilation}"
                 )
-        if groups < 1:
-            raise ValueError(f"ConvTranspose2d: groups must be positive, got {groups}")
-        if in_channels % groups:
-            raise ValueError(
-                f"ConvTranspose2d: in_channels ({in_channels}) must be divisible by groups "
-                f"({groups})"
-            )
-        if out_channels % groups:
-            raise ValueError(
-                f"ConvTranspose2d: out_channels ({out_channels}) must be divisible by groups "
-                f"({groups})"
-            )
-        if not isinstance(bias, (bool, int)):
-            raise TypeError(f"ConvTranspose2d: bias must be a bool, got {type(bias).__name__}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
