@@ -120,6 +120,33 @@ impl Default for Conv2dParams {
     }
 }
 
+/// The parameter checks shared by conv2d and conv_transpose2d: stride,
+/// dilation and groups must be positive.
+///
+/// # Errors
+/// `InvalidArgument` naming `op` and the offending value.
+pub(crate) fn check_positive(
+    op: &str,
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    groups: usize,
+) -> Result<()> {
+    let (sh, sw) = stride;
+    let (dh, dw) = dilation;
+    if sh == 0 || sw == 0 {
+        return Err(arg_err!("{op}: stride must be positive, got ({sh}, {sw})"));
+    }
+    if dh == 0 || dw == 0 {
+        return Err(arg_err!(
+            "{op}: dilation must be positive, got ({dh}, {dw})"
+        ));
+    }
+    if groups == 0 {
+        return Err(arg_err!("{op}: groups must be positive, got 0"));
+    }
+    Ok(())
+}
+
 impl Conv2dParams {
     /// Parameters with symmetric explicit padding `(ph, pw)`.
     pub fn new(
@@ -176,20 +203,7 @@ impl Conv2dParams {
     /// `padding='same'` with a stride above 1 (PyTorch refuses it too).
     pub fn validate(&self) -> Result<()> {
         let (sh, sw) = self.stride;
-        let (dh, dw) = self.dilation;
-        if sh == 0 || sw == 0 {
-            return Err(arg_err!(
-                "conv2d: stride must be positive, got ({sh}, {sw})"
-            ));
-        }
-        if dh == 0 || dw == 0 {
-            return Err(arg_err!(
-                "conv2d: dilation must be positive, got ({dh}, {dw})"
-            ));
-        }
-        if self.groups == 0 {
-            return Err(arg_err!("conv2d: groups must be positive, got 0"));
-        }
+        check_positive("conv2d", self.stride, self.dilation, self.groups)?;
         if self.padding == Padding::Same && (sh > 1 || sw > 1) {
             return Err(arg_err!(
                 "conv2d: padding='same' is not supported for strided convolutions \

@@ -105,19 +105,12 @@ impl ConvTranspose2dParams {
         let (sh, sw) = self.stride;
         let (dh, dw) = self.dilation;
         let (oh, ow) = self.output_padding;
-        if sh == 0 || sw == 0 {
-            return Err(arg_err!(
-                "conv_transpose2d: stride must be positive, got ({sh}, {sw})"
-            ));
-        }
-        if dh == 0 || dw == 0 {
-            return Err(arg_err!(
-                "conv_transpose2d: dilation must be positive, got ({dh}, {dw})"
-            ));
-        }
-        if self.groups == 0 {
-            return Err(arg_err!("conv_transpose2d: groups must be positive, got 0"));
-        }
+        crate::ops::conv2d::params::check_positive(
+            "conv_transpose2d",
+            self.stride,
+            self.dilation,
+            self.groups,
+        )?;
         if (oh >= sh && oh >= dh) || (ow >= sw && ow >= dw) {
             return Err(arg_err!(
                 "conv_transpose2d: output_padding must be smaller than either stride or \
