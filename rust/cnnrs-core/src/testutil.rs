@@ -46,7 +46,6 @@ pub fn assert_close(a: &[f32], b: &[f32], rtol: f32, atol: f32, what: &str) {
 
 /// Central finite differences of a scalar function `f` at `x`, in float64:
 /// `df/dx_i ~ (f(x + h e_i) - f(x - h e_i)) / 2h`.
-#[allow(dead_code)]
 pub fn numeric_grad(x: &[f64], h: f64, mut f: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
     let mut xp = x.to_vec();
     (0..x.len())

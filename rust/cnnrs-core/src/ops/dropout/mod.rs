@@ -213,9 +213,12 @@ fn pool_out(
     Ok(((h - kh) / sh + 1, (w - kw) / sw + 1))
 }
 
-/// For each output: the (input index, weight) pairs its gradient flows to.
+/// For each output, `per` (input index, weight) pairs its gradient flows to,
+/// flat (`per` = 1 for max selection, the window size for weighted pooling;
+/// an unused slot has weight 0).
 struct PoolDropoutBackward {
-    routes: Vec<Vec<(u32, f32)>>,
+    routes: Vec<(u32, f32)>,
+    per: usize,
     in_shape: Vec<usize>,
 }
 
@@ -231,7 +234,7 @@ impl Backward for PoolDropoutBackward {
     ) -> Result<Vec<Option<Tensor>>> {
         let mut dx = Tensor::zeros(&self.in_shape)?;
         let d = dx.data_mut();
-        for (gv, route) in g.data().iter().zip(&self.routes) {
+        for (gv, route) in g.data().iter().zip(self.routes.chunks_exact(self.per)) {
             for &(i, wt) in route {
                 d[i as usize] += gv * wt;
             }
@@ -264,7 +267,12 @@ pub fn max_pool_dropout(x: &Var, pp: &PoolDropoutParams) -> Result<Var> {
         .then(|| with_rng(|r| (0..xv.numel()).map(|_| r.uniform() < q).collect()));
     let xd = xv.data();
     let mut out = Vec::with_capacity(n * c * ho * wo);
-    let mut routes = Vec::with_capacity(n * c * ho * wo);
+    let per = if keep.is_none() && pp.weighted_eval {
+        kh * kw
+    } else {
+        1
+    };
+    let mut routes: Vec<(u32, f32)> = Vec::with_capacity(n * c * ho * wo * per);
     let mut window: Vec<(f32, u32)> = Vec::with_capacity(kh * kw);
     for plane in 0..n * c {
         let base = plane * h * w;
@@ -289,11 +297,7 @@ pub fn max_pool_dropout(x: &Var, pp: &PoolDropoutParams) -> Result<Var> {
                         }
                         let (v, i) = best.unwrap_or((0.0, 0));
                         out.push(v);
-                        routes.push(if keep[i as usize] {
-                            vec![(i, 1.0)]
-                        } else {
-                            vec![]
-                        });
+                        routes.push((i, if keep[i as usize] { 1.0 } else { 0.0 }));
                     }
                     (None, false) => {
                         let mut best = window[0];
@@ -303,21 +307,19 @@ pub fn max_pool_dropout(x: &Var, pp: &PoolDropoutParams) -> Result<Var> {
                             }
                         }
                         out.push(best.0);
-                        routes.push(vec![(best.1, 1.0)]);
+                        routes.push((best.1, 1.0));
                     }
                     (None, true) => {
                         // Ascending by value, ties by index: a_i weighs q (1-q)^(n-i).
                         window.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                         let len = window.len();
                         let mut acc = 0.0f32;
-                        let mut route = Vec::with_capacity(len);
                         for (k, &(v, i)) in window.iter().enumerate() {
                             let wt = q * (1.0 - q).powi((len - 1 - k) as i32);
                             acc += wt * v;
-                            route.push((i, wt));
+                            routes.push((i, wt));
                         }
                         out.push(acc);
-                        routes.push(route);
                     }
                 }
             }
@@ -328,6 +330,7 @@ pub fn max_pool_dropout(x: &Var, pp: &PoolDropoutParams) -> Result<Var> {
         y,
         PoolDropoutBackward {
             routes,
+            per,
             in_shape: xv.shape().to_vec(),
         },
         vec![x.clone()],
