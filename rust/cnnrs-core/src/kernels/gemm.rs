@@ -301,6 +301,12 @@ trait BSource: Copy + Send + Sync {
     fn in_bounds(&self) -> bool;
     /// Columns `c0..c0+cols`.
     fn cols_sub(&self, c0: usize, cols: usize) -> Self;
+    /// A row-major B (unit column stride) as `(data, row stride)`: its
+    /// panels can be packed by the micro-kernel on the fly
+    /// ([`MicroKernel::tile_pack`]).
+    fn row_major(&self) -> Option<(&[f32], usize)> {
+        None
+    }
     /// Packs `B[p0..p0+kc, j0..j0+nc]` into `NR`-column panels (see
     /// [`PackB::pack`]); `dst` has exactly `ceil(nc/NR)*NR*kc` floats.
     fn pack_block<K: MicroKernel>(
@@ -325,6 +331,9 @@ impl BSource for MatRef<'_> {
     }
     fn cols_sub(&self, c0: usize, cols: usize) -> Self {
         MatRef::cols_sub(self, c0, cols)
+    }
+    fn row_major(&self) -> Option<(&[f32], usize)> {
+        (self.cs == 1 && self.rows > 0 && self.cols > 0).then_some((self.data, self.rs))
     }
     fn pack_block<K: MicroKernel>(
         &self,
@@ -568,6 +577,38 @@ pub(crate) trait MicroKernel {
         ldc: usize,
         ep: &TileEpilogue,
     );
+
+    /// [`MicroKernel::tile`] with B read from `kc` source rows of `NR`
+    /// floats (`b_src + p*ldb`) and also written to `b_dst` as the packed
+    /// panel (`NR` per step), which the other tiles of the column then read:
+    /// packing rides along with the first tile's loads instead of a separate
+    /// pass over memory. The default packs first, then runs `tile`.
+    ///
+    /// # Safety
+    /// As [`MicroKernel::tile`], with `b_src + p*ldb .. + NR` readable for
+    /// every `p < kc` and `b_dst` pointing at `kc*NR` writable floats that
+    /// alias nothing else.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_pack(
+        kc: usize,
+        a: *const f32,
+        b_src: *const f32,
+        ldb: usize,
+        b_dst: *mut f32,
+        c: *mut f32,
+        ldc: usize,
+        ep: &TileEpilogue,
+    ) {
+        for p in 0..kc {
+            // SAFETY: source row `p` and panel step `p` as the caller
+            // guarantees; the panel aliases nothing.
+            unsafe {
+                std::ptr::copy_nonoverlapping(b_src.add(p * ldb), b_dst.add(p * Self::NR), Self::NR)
+            };
+        }
+        // SAFETY: the panel is packed; the rest is forwarded.
+        unsafe { Self::tile(kc, a, b_dst, c, ldc, ep) }
+    }
 }
 
 /// Largest `MR * NR` of any family (sizes the edge-tile buffer).
@@ -659,13 +700,25 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
             let nc = K::NC.min(n - jc);
             for pc in (0..k).step_by(K::KC) {
                 let kc = K::KC.min(k - pc);
-                b.pack_block::<K>(
-                    pc,
-                    kc,
-                    jc,
-                    nc,
-                    &mut bpack[..nc.div_ceil(K::NR) * K::NR * kc],
-                );
+                let panels = nc.div_ceil(K::NR);
+                // Full panels of a row-major B are packed by the first row
+                // of tiles as they compute (`tile_pack`); the rest here.
+                let fused = b.row_major().map(|(data, rs)| FusedB {
+                    src: data[pc * rs + jc..].as_ptr(),
+                    ldb: rs,
+                    panels: nc / K::NR,
+                });
+                let own = fused.map_or(0, |f| f.panels);
+                if own < panels {
+                    let j0 = own * K::NR;
+                    b.pack_block::<K>(
+                        pc,
+                        kc,
+                        jc + j0,
+                        nc - j0,
+                        &mut bpack[j0 * kc..panels * K::NR * kc],
+                    );
+                }
                 let first = pc == 0;
                 let last = pc + kc == k;
                 for ic in (0..m).step_by(K::MC) {
@@ -680,10 +733,15 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
                         load_c: !first || opts.accumulate,
                         last,
                     };
+                    // The first block of rows packs the fused panels.
+                    let fused = if ic == 0 { fused } else { None };
                     // SAFETY: the packed buffers hold `ceil(mc/MR)` A panels
                     // and `ceil(nc/NR)` B panels of depth `kc` (packed just
-                    // above); `c` and the biases as guaranteed by our caller.
-                    unsafe { macro_kernel::<K>(apack, bpack, c, ldc, opts, &block) };
+                    // above, or by the tiles of the first row block, which
+                    // read `kc` rows of `NR` floats from inside the checked
+                    // view of B: columns `jc..jc + panels*NR <= n`); `c` and
+                    // the biases as guaranteed by our caller.
+                    unsafe { macro_kernel::<K>(apack, bpack, fused, c, ldc, opts, &block) };
                 }
             }
         }
@@ -697,6 +755,15 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
             b: Vec::new(),
         }),
     });
+}
+
+/// Row-major B whose first `panels` panels of the current block the
+/// macro-kernel packs on the fly: panel `q` is rows `src + p*ldb + q*NR`.
+#[derive(Clone, Copy)]
+struct FusedB {
+    src: *const f32,
+    ldb: usize,
+    panels: usize,
 }
 
 /// The part of C one macro-kernel call covers.
@@ -716,11 +783,14 @@ struct EdgeTile([f32; MAX_TILE]);
 /// Loops over the micro-tiles of one `mc x nc` block of C.
 ///
 /// # Safety
-/// `apack` / `bpack` hold the packed block (see `pack_a` / `pack_b`); `c`,
+/// `apack` / `bpack` hold the packed block (see `pack_a` / `pack_b`), except
+/// the first `fused.panels` B panels, which the first tile of each column
+/// packs from `fused`'s rows (each readable for `NR` floats per panel); `c`,
 /// `ldc` and the biases as in [`run_serial`]; `K` runs on this CPU.
 unsafe fn macro_kernel<K: MicroKernel>(
     apack: &[f32],
-    bpack: &[f32],
+    bpack: &mut [f32],
+    fused: Option<FusedB>,
     c: *mut f32,
     ldc: usize,
     opts: &GemmOpts,
@@ -736,10 +806,16 @@ unsafe fn macro_kernel<K: MicroKernel>(
     let mut edge = EdgeTile([0.0; MAX_TILE]);
     let mut row_pad = [0.0f32; MAX_EDGE];
     let mut col_pad = [0.0f32; MAX_EDGE];
+    let bbase = bpack.as_mut_ptr();
     for jr in (0..blk.nc).step_by(nr) {
         let nv = nr.min(blk.nc - jr);
         let j = blk.jc + jr;
-        let bp = bpack[(jr / nr) * nr * kc..].as_ptr();
+        // SAFETY: panel `jr/nr` of `ceil(nc/nr)` lies inside `bpack`.
+        let bp = unsafe { bbase.add((jr / nr) * nr * kc) };
+        // Source rows of this panel while its first tile still has to pack it.
+        let mut pack_src = fused
+            .filter(|f| jr / nr < f.panels)
+            .map(|f| (f.src.wrapping_add(jr), f.ldb));
         let bc_ptr = match bias_col {
             None => std::ptr::null(),
             Some(bc) if nv == nr => bc[j..j + nr].as_ptr(),
@@ -773,9 +849,10 @@ unsafe fn macro_kernel<K: MicroKernel>(
             let ct = unsafe { c.add(i * ldc + j) };
             if mv == mr && nv == nr {
                 // SAFETY: a full tile: `mr` rows of `nr` floats at stride
-                // `ldc` inside C; panels hold `mr*kc` / `kc*nr` floats; bias
-                // pointers cover `mr` / `nr` floats (slices checked above).
-                unsafe { K::tile(kc, ap, bp, ct, ldc, &ep) };
+                // `ldc` inside C; panels hold `mr*kc` / `kc*nr` floats (or
+                // the source rows `NR` each, see [`FusedB`]); bias pointers
+                // cover `mr` / `nr` floats (slices checked above).
+                unsafe { run_tile::<K>(kc, ap, bp, pack_src.take(), ct, ldc, &ep) };
             } else {
                 // A ragged tile: compute the full tile into `edge` (stride
                 // `nr`), then copy the `mv x nv` part that exists.
@@ -791,12 +868,36 @@ unsafe fn macro_kernel<K: MicroKernel>(
                 }
                 // SAFETY: `edge` holds `mr*nr >= MR*NR` initialised floats
                 // at stride `nr`; panels and biases as for a full tile.
-                unsafe { K::tile(kc, ap, bp, buf, nr, &ep) };
+                unsafe { run_tile::<K>(kc, ap, bp, pack_src.take(), buf, nr, &ep) };
                 for r in 0..mv {
                     // SAFETY: as for the copy-in above, reversed.
                     unsafe { std::ptr::copy_nonoverlapping(buf.add(r * nr), ct.add(r * ldc), nv) };
                 }
             }
+        }
+    }
+}
+
+/// One tile: [`MicroKernel::tile_pack`] when `pack` gives the source rows
+/// `(first row, stride)` of the panel `bp`, else [`MicroKernel::tile`].
+///
+/// # Safety
+/// As the kernel function called.
+#[inline(always)]
+unsafe fn run_tile<K: MicroKernel>(
+    kc: usize,
+    ap: *const f32,
+    bp: *mut f32,
+    pack: Option<(*const f32, usize)>,
+    c: *mut f32,
+    ldc: usize,
+    ep: &TileEpilogue,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match pack {
+            Some((src, ldb)) => K::tile_pack(kc, ap, src, ldb, bp, c, ldc, ep),
+            None => K::tile(kc, ap, bp, c, ldc, ep),
         }
     }
 }

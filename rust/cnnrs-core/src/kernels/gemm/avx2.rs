@@ -42,7 +42,7 @@ impl MicroKernel for Kernel {
         // tile and AVX2+FMA support (the family is only dispatched when
         // `is_x86_feature_detected!` reports both).
         unsafe {
-            tile_avx2(kc, a, b, c, ldc, ep)
+            tile_avx2::<false>(kc, a, b, 0, std::ptr::null_mut(), c, ldc, ep)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -50,14 +50,40 @@ impl MicroKernel for Kernel {
             unreachable!("the avx2 family is never dispatched off x86-64")
         }
     }
+
+    unsafe fn tile_pack(
+        kc: usize,
+        a: *const f32,
+        b_src: *const f32,
+        ldb: usize,
+        b_dst: *mut f32,
+        c: *mut f32,
+        ldc: usize,
+        ep: &TileEpilogue,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as for `tile`; the caller also guarantees the source rows
+        // and the destination panel (see the trait).
+        unsafe {
+            tile_avx2::<true>(kc, a, b_src, ldb, b_dst, c, ldc, ep)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (kc, a, b_src, ldb, b_dst, c, ldc, ep);
+            unreachable!("the avx2 family is never dispatched off x86-64")
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx2<const PACK: bool>(
     kc: usize,
     a: *const f32,
     b: *const f32,
+    ldb: usize,
+    b_dst: *mut f32,
     c: *mut f32,
     ldc: usize,
     ep: &TileEpilogue,
@@ -72,13 +98,28 @@ unsafe fn tile_avx2(
         }
     }
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    // `PACK`: B comes from `kc` source rows `ldb` apart and is also written
+    // to `b_dst` as the packed panel the next tiles of this column read.
+    let (b_step, mut b_out) = if PACK { (ldb, b_dst) } else { (NR, b_dst) };
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
         let mut bv = [_mm256_setzero_ps(); NV];
         for (v, x) in bv.iter_mut().enumerate() {
             // SAFETY: `b` walks the `kc*NR` floats of the packed B panel,
-            // `NR` per step; `v*8 + 8 <= NR`.
+            // `NR` per step, or (`PACK`) `kc` source rows of `NR` floats,
+            // `ldb` apart; `v*8 + 8 <= NR`.
             *x = unsafe { _mm256_loadu_ps(b.add(v * 8)) };
+            if PACK {
+                // SAFETY: `b_out` walks the `kc*NR` floats of the panel
+                // being packed, `NR` per step.
+                unsafe { _mm256_storeu_ps(b_out.add(v * 8), *x) };
+            }
+        }
+        if PACK {
+            // This row of the next panel, towards L2 (see the AVX-512
+            // kernel); two lines: an unaligned 64-byte row spans two.
+            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(NR) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(2 * NR - 1) as *const i8);
         }
         for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: `a` walks the `MR*kc` floats of the packed A panel,
@@ -89,10 +130,14 @@ unsafe fn tile_avx2(
             }
         }
         // SAFETY: one step along each panel; after the last step the
-        // pointers are one past the end and never dereferenced.
+        // pointers are one past the end (`b`, wrapping: a source row past
+        // the last) and never dereferenced.
         unsafe {
             a = a.add(MR);
-            b = b.add(NR);
+            b = b.wrapping_add(b_step);
+            if PACK {
+                b_out = b_out.add(NR);
+            }
         }
     }
     // Epilogue, one flag at a time so each loop unrolls and the tile
