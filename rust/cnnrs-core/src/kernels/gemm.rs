@@ -95,6 +95,29 @@ impl<'a> MatRef<'a> {
     fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.rs + j * self.cs]
     }
+    /// The memory of the block `[i0..i0+rows, j0..j0+cols]` as contiguous
+    /// segments: one per row when rows are contiguous, one per column when
+    /// columns are, else `None`. For prefetching only.
+    fn block_segments(&self, i0: usize, rows: usize, j0: usize, cols: usize) -> Option<Segments> {
+        let base = self.data.as_ptr().wrapping_add(i0 * self.rs + j0 * self.cs);
+        if self.cs == 1 {
+            Some(Segments {
+                base,
+                count: rows,
+                stride: self.rs,
+                len: cols,
+            })
+        } else if self.rs == 1 {
+            Some(Segments {
+                base,
+                count: cols,
+                stride: self.cs,
+                len: rows,
+            })
+        } else {
+            None
+        }
+    }
     /// True when every element the view addresses lies inside `data`.
     fn in_bounds(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
@@ -307,6 +330,11 @@ trait BSource: Copy + Send + Sync {
     fn row_major(&self) -> Option<(&[f32], usize)> {
         None
     }
+    /// The memory of the block `B[p0..p0+kc, j0..j0+nc]` as contiguous
+    /// segments, for prefetching (`None`: not a plain strided matrix).
+    fn segments(&self, _p0: usize, _kc: usize, _j0: usize, _nc: usize) -> Option<Segments> {
+        None
+    }
     /// Packs `B[p0..p0+kc, j0..j0+nc]` into `NR`-column panels (see
     /// [`PackB::pack`]); `dst` has exactly `ceil(nc/NR)*NR*kc` floats.
     fn pack_block<K: MicroKernel>(
@@ -334,6 +362,9 @@ impl BSource for MatRef<'_> {
     }
     fn row_major(&self) -> Option<(&[f32], usize)> {
         (self.cs == 1 && self.rows > 0 && self.cols > 0).then_some((self.data, self.rs))
+    }
+    fn segments(&self, p0: usize, kc: usize, j0: usize, nc: usize) -> Option<Segments> {
+        self.block_segments(p0, kc, j0, nc)
     }
     fn pack_block<K: MicroKernel>(
         &self,
@@ -721,9 +752,35 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
                 }
                 let first = pc == 0;
                 let last = pc + kc == k;
+                // The B block after this one (next `pc`, else next `jc`):
+                // fetched towards L2 while this one computes, so its packing
+                // pass does not wait on memory. Not for fused B (its tiles
+                // prefetch their next panel themselves).
+                let next_b = if fused.is_some() {
+                    None
+                } else if pc + kc < k {
+                    b.segments(pc + kc, K::KC.min(k - pc - kc), jc, nc)
+                } else if jc + nc < n {
+                    b.segments(0, kc_max, jc + nc, K::NC.min(n - jc - nc))
+                } else {
+                    None
+                };
                 for ic in (0..m).step_by(K::MC) {
                     let mc = K::MC.min(m - ic);
                     pack_a::<K>(&a, ic, mc, pc, kc, apack);
+                    // Likewise the next A block (next `ic`, else the first
+                    // rows of the next `pc`); the next B block is spread
+                    // over the row blocks.
+                    let next_a = if ic + mc < m {
+                        a.block_segments(ic + mc, K::MC.min(m - ic - mc), pc, kc)
+                    } else if pc + kc < k {
+                        a.block_segments(0, K::MC.min(m), pc + kc, K::KC.min(k - pc - kc))
+                    } else {
+                        None
+                    };
+                    let row_blocks = m.div_ceil(K::MC);
+                    let b_share = next_b.map(|s| s.part(ic / K::MC, row_blocks));
+                    let prefetch = [next_a, b_share];
                     let block = Block {
                         ic,
                         jc,
@@ -741,7 +798,9 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
                     // read `kc` rows of `NR` floats from inside the checked
                     // view of B: columns `jc..jc + panels*NR <= n`); `c` and
                     // the biases as guaranteed by our caller.
-                    unsafe { macro_kernel::<K>(apack, bpack, fused, c, ldc, opts, &block) };
+                    unsafe {
+                        macro_kernel::<K>(apack, bpack, fused, &prefetch, c, ldc, opts, &block)
+                    };
                 }
             }
         }
@@ -755,6 +814,55 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
             b: Vec::new(),
         }),
     });
+}
+
+/// Contiguous runs of floats, `count` of them, `len` long, `stride` apart,
+/// starting at `base`: the memory of a block of a strided matrix. Only
+/// ever prefetched (the pointers are never dereferenced).
+#[derive(Clone, Copy)]
+struct Segments {
+    base: *const f32,
+    count: usize,
+    stride: usize,
+    len: usize,
+}
+
+impl Segments {
+    /// Part `i` of `parts` (whole segments).
+    fn part(self, i: usize, parts: usize) -> Segments {
+        let per = self.count.div_ceil(parts.max(1));
+        let first = (i * per).min(self.count);
+        Segments {
+            base: self.base.wrapping_add(first * self.stride),
+            count: per.min(self.count - first),
+            ..self
+        }
+    }
+    /// Prefetches towards L2 the lines of segments `from..to` (by index).
+    fn prefetch(&self, from: usize, to: usize) {
+        for s in from..to.min(self.count) {
+            let row = self.base.wrapping_add(s * self.stride);
+            for off in (0..self.len).step_by(16) {
+                prefetch_l2(row.wrapping_add(off));
+            }
+            prefetch_l2(row.wrapping_add(self.len.saturating_sub(1)));
+        }
+    }
+}
+
+/// Hints the CPU to bring the cache line holding `p` towards L2. Never
+/// faults, for any address; a no-op off x86-64.
+#[inline(always)]
+fn prefetch_l2(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no architectural effect and does not fault on
+    // any address; SSE is baseline on x86-64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(p.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Row-major B whose first `panels` panels of the current block the
@@ -787,10 +895,12 @@ struct EdgeTile([f32; MAX_TILE]);
 /// the first `fused.panels` B panels, which the first tile of each column
 /// packs from `fused`'s rows (each readable for `NR` floats per panel); `c`,
 /// `ldc` and the biases as in [`run_serial`]; `K` runs on this CPU.
+#[allow(clippy::too_many_arguments)]
 unsafe fn macro_kernel<K: MicroKernel>(
     apack: &[f32],
     bpack: &mut [f32],
     fused: Option<FusedB>,
+    prefetch: &[Option<Segments>],
     c: *mut f32,
     ldc: usize,
     opts: &GemmOpts,
@@ -807,6 +917,10 @@ unsafe fn macro_kernel<K: MicroKernel>(
     let mut row_pad = [0.0f32; MAX_EDGE];
     let mut col_pad = [0.0f32; MAX_EDGE];
     let bbase = bpack.as_mut_ptr();
+    // Segments of the next blocks to prefetch per tile: all of them spread
+    // evenly over the block's tiles.
+    let tiles = blk.mc.div_ceil(mr) * blk.nc.div_ceil(nr);
+    let mut tile_no = 0;
     for jr in (0..blk.nc).step_by(nr) {
         let nv = nr.min(blk.nc - jr);
         let j = blk.jc + jr;
@@ -826,6 +940,11 @@ unsafe fn macro_kernel<K: MicroKernel>(
             }
         };
         for ir in (0..blk.mc).step_by(mr) {
+            for seg in prefetch.iter().flatten() {
+                let per = seg.count.div_ceil(tiles);
+                seg.prefetch(tile_no * per, (tile_no + 1) * per);
+            }
+            tile_no += 1;
             let mv = mr.min(blk.mc - ir);
             let i = blk.ic + ir;
             let ap = apack[(ir / mr) * mr * kc..].as_ptr();
