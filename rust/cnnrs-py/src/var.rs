@@ -97,9 +97,9 @@ impl PyVar {
 
     #[pyo3(signature = (grad=None))]
     fn backward(&self, py: Python<'_>, grad: Option<PyRef<'_, PyVar>>) -> PyResult<()> {
-        let g = grad.map(|g| (*g.v.value()).clone());
+        let g = grad.map(|g| g.v.value());
         let v = self.v.clone();
-        compute(py, move || v.backward(g))
+        compute(py, move || v.backward_shared(g))
     }
 
     fn detach(&self) -> PyVar {

@@ -330,6 +330,15 @@ impl Var {
     /// explicit gradient; `ShapeMismatch` for a gradient of the wrong shape;
     /// any error of an op's backward.
     pub fn backward(&self, grad: Option<Tensor>) -> Result<()> {
+        self.backward_shared(grad.map(Arc::new))
+    }
+
+    /// [`Var::backward`] with a shared gradient (e.g. another Var's value),
+    /// which is only copied if a leaf receives it or it must be added to.
+    ///
+    /// # Errors
+    /// As [`Var::backward`].
+    pub fn backward_shared(&self, grad: Option<Arc<Tensor>>) -> Result<()> {
         if !self.requires_grad() {
             return Err(CnnError::InvalidArgument(
                 "backward: tensor does not require grad and has no grad_fn".into(),
@@ -355,21 +364,21 @@ impl Var {
                         fmt_shape(&shape)
                     )));
                 }
-                Tensor::full(&shape, 1.0)?
+                Arc::new(Tensor::full(&shape, 1.0)?)
             }
         };
         // Without grad mode, backward ops that call forward kernels do not
         // record (no higher-order graphs).
         let _guard = NoGradGuard::new();
         let order = self.topo_order();
-        let mut grads: HashMap<usize, Tensor> = HashMap::new();
+        let mut grads: HashMap<usize, Arc<Tensor>> = HashMap::new();
         grads.insert(self.key(), seed);
         for var in order.iter().rev() {
             let Some(g) = grads.remove(&var.key()) else {
                 continue;
             };
             let Some(node) = &var.0.node else {
-                accumulate_leaf(var, g)?;
+                accumulate_leaf(var, Arc::unwrap_or_clone(g))?;
                 continue;
             };
             let needs: Vec<bool> = node.inputs.iter().map(|v| v.requires_grad()).collect();
@@ -387,9 +396,9 @@ impl Var {
                 };
                 debug_assert_eq!(ig.shape(), input.shape().as_slice(), "{}", node.op.name());
                 match grads.get_mut(&input.key()) {
-                    Some(acc) => add_into(acc, &ig),
+                    Some(acc) => add_into(Arc::make_mut(acc), &ig),
                     None => {
-                        grads.insert(input.key(), ig);
+                        grads.insert(input.key(), Arc::new(ig));
                     }
                 }
             }
