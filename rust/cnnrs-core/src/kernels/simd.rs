@@ -122,3 +122,38 @@ pub fn from_env_value(value: Option<&str>) -> SimdFamily {
         _ => best(),
     }
 }
+
+/// Runs `f` inlined into a function compiled with the active family's
+/// instructions enabled (AVX-512F / AVX2+FMA), so plain loops inside it —
+/// elementwise adds, copies, scatter-adds — vectorise at that width instead
+/// of the baseline build's SSE2. Results are the same on every family (the
+/// compiler only changes vector width, never the order of a reduction it
+/// was not already allowed to reorder).
+#[inline(always)]
+pub fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    match active() {
+        // SAFETY: `active()` only reports a family the CPU supports.
+        SimdFamily::Avx512 => return unsafe { wide_avx512(f) },
+        // SAFETY: as above.
+        SimdFamily::Avx2 => return unsafe { wide_avx2(f) },
+        SimdFamily::Scalar => {}
+    }
+    f()
+}
+
+/// # Safety
+/// The CPU supports AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn wide_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn wide_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}

@@ -131,11 +131,11 @@ fn dx_one(
 }
 
 /// [`dx_one`] on the wide grid: per chunk of output rows, `dcol = W^T ·
-/// dy_wide` (junk columns of `dy_wide` are zero, so theirs are too), then
-/// every row of `dcol` is added to one contiguous run of the padded,
-/// phase-split gradient buffer (the adjoint of the forward's packing: no
-/// index arithmetic per element, and the adds vectorise); finally the
-/// buffer's real positions are added into `dx`.
+/// dy` (B read straight from `dy`, which the GEMM packs as it computes),
+/// then every row of `dcol` is added, one output row at a time, to a
+/// contiguous run of the padded, phase-split gradient buffer (the adjoint
+/// of the forward's packing: no index arithmetic per element, and the adds
+/// vectorise); finally the buffer's real positions are added into `dx`.
 fn dx_one_wide(
     wt: MatRef,
     dy: &[f32],
@@ -147,34 +147,35 @@ fn dx_one_wide(
 ) -> Result<()> {
     let (k, hw, w_out, wq) = (gm.col_rows(), gm.hw_out(), gm.w_out, wg.wq);
     let rows = super::forward::wide_rows_k(gm, wg, tuning);
-    let dyw_len = gm.c_out_g * rows * wq;
-    let dcol_len = k * rows * wq;
-    with_scratch(wg.xq_len + dyw_len + dcol_len, |buf| {
-        let (dxq, rest) = buf.split_at_mut(wg.xq_len);
-        let (dyw, dcol) = rest.split_at_mut(dyw_len);
+    let dcol_len = k * rows * w_out;
+    with_scratch(wg.xq_len + dcol_len, |buf| {
+        let (dxq, dcol) = buf.split_at_mut(wg.xq_len);
         dxq.fill(0.0);
         for oh0 in (0..gm.h_out).step_by(rows) {
             let oh1 = (oh0 + rows).min(gm.h_out);
-            let cols = (oh1 - oh0) * wq;
-            let dyw = &mut dyw[..gm.c_out_g * cols]; // [c_out_g, rows, wq]
-            for (drow, srow) in dyw.chunks_exact_mut(cols).zip(dy.chunks_exact(hw)) {
-                let src = &srow[oh0 * w_out..oh1 * w_out];
-                for (d, s) in drow.chunks_exact_mut(wq).zip(src.chunks_exact(w_out)) {
-                    d[..w_out].copy_from_slice(s);
-                    d[w_out..].fill(0.0);
-                }
-            }
+            let cols = (oh1 - oh0) * w_out;
             let dcol = &mut dcol[..k * cols]; // [K, cols]
-            let b = MatRef::row_major(dyw, gm.c_out_g, cols, cols);
+            let b = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
             mm.call(wt, b, dcol, cols, &GemmOpts::default());
-            for (row, &off) in dcol.chunks_exact(cols).zip(&wg.offsets) {
-                let o = off + oh0 * wq;
-                for (d, s) in dxq[o..o + cols].iter_mut().zip(row) {
-                    *d += *s;
-                }
-            }
+            let dcol = &*dcol;
+            crate::kernels::simd::wide(
+                #[inline(always)]
+                || {
+                    for (row, &off) in dcol.chunks_exact(cols).zip(&wg.offsets) {
+                        for (oh, src) in (oh0..oh1).zip(row.chunks_exact(w_out)) {
+                            let o = off + oh * wq;
+                            for (d, s) in dxq[o..o + w_out].iter_mut().zip(src) {
+                                *d += *s;
+                            }
+                        }
+                    }
+                },
+            );
         }
-        wg.add_back(gm, dxq, dx);
+        crate::kernels::simd::wide(
+            #[inline(always)]
+            || wg.add_back(gm, dxq, dx),
+        );
         Ok(())
     })
 }
@@ -224,23 +225,38 @@ pub(crate) fn grad_input(
             mm,
         )
     };
+    // A pointwise convolution's input gradient is one GEMM that overwrites
+    // its chunk; every other path adds into a zeroed chunk.
+    let zero = !gm.is_pointwise();
     let spare = &mut dx.spare_capacity_mut()[..numel];
+    let init = |d: &mut [std::mem::MaybeUninit<f32>]| -> *mut [f32] {
+        if zero {
+            zero_init(d)
+        } else {
+            // SAFETY (of the later use): written in full by `dx_one`.
+            d as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]
+        }
+    };
     match tuning.par_tasks(gm.n * gm.groups, gm.flops()) {
         Some(min_len) => crate::parallel::install(|| {
             spare
                 .par_chunks_mut(dx_chunk)
                 .with_min_len(min_len)
                 .enumerate()
-                .try_for_each(|(t, d)| task(t, zero_init(d), tuning.mm(false)))
+                // SAFETY: `init` returns the chunk itself, exclusively
+                // borrowed for this task, zeroed or about to be overwritten.
+                .try_for_each(|(t, d)| task(t, unsafe { &mut *init(d) }, tuning.mm(false)))
         })?,
         None => {
             for (t, d) in spare.chunks_mut(dx_chunk).enumerate() {
-                task(t, zero_init(d), tuning.mm(true))?;
+                // SAFETY: as above.
+                task(t, unsafe { &mut *init(d) }, tuning.mm(true))?;
             }
         }
     }
-    // SAFETY: every chunk went through `zero_init` (the loops return early
-    // on any error), and the chunks cover the first `numel` floats.
+    // SAFETY: every chunk was zeroed or overwritten by its GEMM (the loops
+    // return early on any error), and the chunks cover the first `numel`
+    // floats.
     unsafe { dx.set_len(numel) };
     Ok(Tensor::from_parts(shape.to_vec(), dx))
 }
@@ -512,33 +528,75 @@ pub(crate) fn grad_weight(
     Ok(dw)
 }
 
-/// The sum of `v` in float64, in eight interleaved partial sums (a fixed
-/// order, so the result is reproducible; independent chains, so the adds
-/// vectorise instead of waiting on each other).
+/// The sum of `v` in float64, in 32 interleaved partial sums (a fixed
+/// order, so the result is reproducible and the same on every SIMD path;
+/// independent vector chains, so the adds do not wait on each other),
+/// combined pairwise.
 fn sum_f64(v: &[f32]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let mut chunks = v.chunks_exact(8);
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() != crate::kernels::SimdFamily::Scalar
+        && std::arch::is_x86_feature_detected!("avx2")
+    {
+        // SAFETY: AVX2 is available (checked just above).
+        return unsafe { sum_f64_avx2(v) };
+    }
+    sum_f64_body(v)
+}
+
+/// [`sum_f64`] compiled for AVX2 (the baseline build has only SSE2, whose
+/// 16 registers cannot hold the 32 partial sums).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_f64_avx2(v: &[f32]) -> f64 {
+    sum_f64_body(v)
+}
+
+#[inline(always)]
+fn sum_f64_body(v: &[f32]) -> f64 {
+    const L: usize = 32;
+    let mut acc = [0.0f64; L];
+    let mut chunks = v.chunks_exact(L);
     for ch in &mut chunks {
         for (a, &x) in acc.iter_mut().zip(ch) {
             *a += x as f64;
         }
     }
     let tail: f64 = chunks.remainder().iter().map(|&x| x as f64).sum();
-    let (a, b) = (acc[0] + acc[4], acc[1] + acc[5]);
-    let (c, d) = (acc[2] + acc[6], acc[3] + acc[7]);
-    (a + c) + (b + d) + tail
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+    }
+    acc[0] + tail
 }
 
 /// The bias gradient: `db[c] = sum over n, h, w of dy[n, c, h, w]` for `dy`
 /// `[n, c, hw]`, accumulated in float64.
+/// Channels run in parallel when `dy` is large; each channel adds its
+/// planes in image order either way, so the result does not depend on the
+/// thread count.
 pub(crate) fn channel_sums(dy: &[f32], c: usize, hw: usize) -> Tensor {
-    let mut acc = vec![0.0f64; c];
-    if hw > 0 && c > 0 {
-        for image in dy.chunks_exact(c * hw) {
-            for (a, plane) in acc.iter_mut().zip(image.chunks_exact(hw)) {
-                *a += sum_f64(plane);
-            }
-        }
+    if hw == 0 || c == 0 {
+        return Tensor::from_parts(vec![c], vec![0.0; c]);
     }
-    Tensor::from_parts(vec![c], acc.into_iter().map(|v| v as f32).collect())
+    let n = dy.len() / (c * hw);
+    let channel = |ch: usize| -> f32 {
+        let planes = (0..n).map(|i| &dy[(i * c + ch) * hw..(i * c + ch + 1) * hw]);
+        planes.fold(0.0f64, |a, plane| a + sum_f64(plane)) as f32
+    };
+    let sums = if dy.len() >= CHANNEL_SUMS_PAR_MIN && c > 1 {
+        crate::parallel::install(|| (0..c).into_par_iter().map(channel).collect())
+    } else {
+        (0..c).map(channel).collect()
+    };
+    Tensor::from_parts(vec![c], sums)
 }
+
+/// Elements of `dy` from which [`channel_sums`] uses the pool (~0.1 ms of
+/// work on one core).
+const CHANNEL_SUMS_PAR_MIN: usize = 1 << 18;

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::direct::{self, Direct};
 use super::params::Conv2dGeom;
 use super::wide::{ValidCols, WideGeom, SLACK};
-use super::{panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
+use super::{panel_len, uninit_buffer, with_scratch, Tuning};
 use crate::error::Result;
 use crate::kernels::{
     gemm_par_with, gemm_src_with, gemm_with, GemmOpts, MatRef, PackB, SimdFamily,
@@ -288,24 +288,25 @@ pub(crate) fn run(
         return Ok(Tensor::from_parts(shape.to_vec(), out));
     }
     let tasks = gm.n * gm.groups;
-    let spare = &mut out.spare_capacity_mut()[..numel];
+    // SAFETY: every path of `conv_one` writes all of its chunk (the GEMMs
+    // overwrite, the direct kernel stores every output); on an error the
+    // buffer is dropped unread.
+    let all = unsafe { spare_slice(&mut out, numel) };
     match tuning.par_tasks(tasks, gm.flops()) {
         Some(min_len) => crate::parallel::install(|| {
-            spare
-                .par_chunks_mut(out_chunk)
+            all.par_chunks_mut(out_chunk)
                 .with_min_len(min_len)
                 .enumerate()
-                .try_for_each(|(t, o)| task(t, zero_init(o), tuning.mm(false)))
+                .try_for_each(|(t, o)| task(t, o, tuning.mm(false)))
         })?,
         None => {
-            for (t, o) in spare.chunks_mut(out_chunk).enumerate() {
-                task(t, zero_init(o), tuning.mm(true))?;
+            for (t, o) in all.chunks_mut(out_chunk).enumerate() {
+                task(t, o, tuning.mm(true))?;
             }
         }
     }
     // SAFETY: the loops above returned early on any error, so every chunk
-    // (together they cover the first `numel` floats) went through
-    // `zero_init`.
+    // (together they cover the first `numel` floats) was written.
     unsafe { out.set_len(numel) };
     Ok(Tensor::from_parts(shape.to_vec(), out))
 }
@@ -323,7 +324,7 @@ pub(super) fn batched_columns(gm: &Conv2dGeom) -> bool {
 /// # Safety
 /// The caller must write every element before reading any, and `len` must
 /// not exceed the capacity.
-unsafe fn spare_slice(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(super) unsafe fn spare_slice(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     let spare = &mut v.spare_capacity_mut()[..len];
     // SAFETY: f32 has no invalid bit patterns; the caller writes before reading.
     unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<f32>(), len) }

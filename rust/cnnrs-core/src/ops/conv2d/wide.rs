@@ -120,6 +120,7 @@ impl WideGeom {
 impl WideGeom {
     /// The adjoint of [`WideGeom::build`]: adds the real (unpadded)
     /// positions of `xq` into `x [c_in_g, h_in, w_in]`.
+    #[inline(always)]
     pub(crate) fn add_back(&self, gm: &Conv2dGeom, xq: &[f32], x: &mut [f32]) {
         let (sh, sw) = (gm.stride_h, gm.stride_w);
         let (hq, wq, w_in) = (self.hq, self.wq, gm.w_in);
