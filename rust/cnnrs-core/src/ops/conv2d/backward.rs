@@ -528,6 +528,165 @@ pub(crate) fn grad_weight(
     Ok(dw)
 }
 
+/// All three gradients in one parallel pass over the batch: chunk `c` of
+/// the images (the chunks of [`grad_weight`]) computes, image by image, the
+/// input gradient, the weight gradient into its partial sum and the
+/// image's bias sums, while that image's `dy` is still in cache; one
+/// barrier instead of three. Same chunks and the same order of every sum
+/// as [`grad_input`], [`grad_weight`] and [`channel_sums`], so the results
+/// are bit-identical to theirs. `None` when the shapes or the work split do
+/// not suit it (one group only; a batch worth splitting).
+pub(crate) fn grad_all(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    gm: &Conv2dGeom,
+    tuning: &Tuning,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    if gm.groups != 1 || tuning.par_tasks(gm.n, gm.flops()).is_none() {
+        return Ok(None);
+    }
+    let threads = tuning.threads();
+    let wn = gm.c_out * gm.col_rows();
+    let chunks =
+        gm.n.min(threads * CHUNKS_PER_THREAD)
+            .min((PARTIAL_FLOATS / wn.max(1)).max(threads));
+    let (x_img, dy_img, hw) = (gm.c_in * gm.hw_in(), gm.c_out * gm.hw_out(), gm.hw_out());
+    if chunks < 2 || wn == 0 || x_img == 0 || dy_img == 0 {
+        return Ok(None);
+    }
+    // The input gradient as `grad_input` would compute it: the flipped
+    // forward convolution, or `dx_one`.
+    let dual = (gm.c_in_g >= tuning.flip_min_channels)
+        .then(|| flipped_geom(gm))
+        .flatten();
+    if dual.as_ref().is_some_and(super::forward::batched_columns) {
+        return Ok(None);
+    }
+    let wf = dual.as_ref().map(|_| flip_weight(w, gm));
+    let wide_dual = dual.as_ref().and_then(|d| {
+        (!d.is_pointwise() && tuning.wide_max_waste >= 0.0)
+            .then(|| WideGeom::new(d, f64::INFINITY))
+            .flatten()
+    });
+    let wide_dx = if gm.is_pointwise() {
+        None
+    } else {
+        WideGeom::new(gm, tuning.wide_max_waste)
+    };
+    let wide_dw = if gm.is_pointwise() || tuning.wide_max_waste < 0.0 {
+        None
+    } else {
+        WideGeom::new(gm, f64::INFINITY)
+    };
+    let numel = crate::tensor::checked_numel(&[gm.n, gm.c_in, gm.h_in, gm.w_in])?;
+    let mut dx = uninit_buffer(numel)?;
+    let mut dw = Tensor::zeros(&[gm.c_out, gm.c_in_g, gm.k_h, gm.k_w])?;
+    let len = wn
+        .checked_mul(chunks - 1)
+        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
+    let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
+    let mut sums = vec![0.0f64; gm.n * gm.c_out]; // [n, c_out]
+    let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
+    let mm = tuning.mm(false);
+    // The images of a chunk, in order; `dx_c`, `sums_c`: theirs.
+    let chunk = |imgs: Range<usize>,
+                 dx_c: &mut [std::mem::MaybeUninit<f32>],
+                 dw_c: &mut [f32],
+                 sums_c: &mut [f64]|
+     -> Result<()> {
+        let i0 = imgs.start;
+        for img in imgs {
+            let dx_i = &mut dx_c[(img - i0) * x_img..(img - i0 + 1) * x_img];
+            let dy_i = &dy[img * dy_img..(img + 1) * dy_img];
+            match (&dual, &wf) {
+                (Some(d), Some(wf)) => {
+                    // SAFETY: the forward kernels write all of their output.
+                    let dx_i = unsafe { &mut *(dx_i as *mut [_] as *mut [f32]) };
+                    super::forward::conv_one(
+                        dy_i,
+                        wf,
+                        None,
+                        dx_i,
+                        d,
+                        wide_dual.as_ref(),
+                        false,
+                        tuning,
+                        mm,
+                    )?;
+                }
+                _ => {
+                    let dx_i = if gm.is_pointwise() {
+                        // SAFETY: the pointwise GEMM overwrites all of it.
+                        unsafe { &mut *(dx_i as *mut [_] as *mut [f32]) }
+                    } else {
+                        zero_init(dx_i)
+                    };
+                    dx_one(w, dy_i, None, dx_i, gm, wide_dx.as_ref(), tuning, mm)?;
+                }
+            }
+            dw_images(x, dy, dw_c, img..img + 1, gm, wide_dw.as_ref(), tuning, mm)?;
+            let s_i = &mut sums_c[(img - i0) * gm.c_out..(img - i0 + 1) * gm.c_out];
+            for (s, plane) in s_i.iter_mut().zip(dy_i.chunks_exact(hw.max(1))) {
+                *s = sum_f64(plane);
+            }
+        }
+        Ok(())
+    };
+    {
+        // Split the buffers along the chunks.
+        let mut tasks = Vec::with_capacity(chunks);
+        let mut dx_rest = &mut dx.spare_capacity_mut()[..numel];
+        let mut sums_rest = &mut sums[..];
+        let mut partial_rest = &mut partial[..];
+        let mut dw_first = Some(dw.data_mut());
+        for c in 0..chunks {
+            let r = range(c);
+            let (dx_c, d) = dx_rest.split_at_mut(r.len() * x_img);
+            let (s_c, s) = sums_rest.split_at_mut(r.len() * gm.c_out);
+            dx_rest = d;
+            sums_rest = s;
+            let dw_c = match dw_first.take() {
+                Some(first) => first,
+                None => {
+                    let (p_c, p) = partial_rest.split_at_mut(wn);
+                    partial_rest = p;
+                    p_c
+                }
+            };
+            tasks.push((r, dx_c, dw_c, s_c));
+        }
+        crate::parallel::install(|| {
+            tasks
+                .into_par_iter()
+                .with_max_len(1)
+                .try_for_each(|(r, dx_c, dw_c, s_c)| chunk(r, dx_c, dw_c, s_c))
+        })?;
+    }
+    // SAFETY: every image's input gradient was written in full (zeroed and
+    // accumulated, or overwritten); an error returned above.
+    unsafe { dx.set_len(numel) };
+    let dw_data = dw.data_mut();
+    crate::parallel::install(|| {
+        dw_data
+            .par_chunks_mut(REDUCE_BLOCK)
+            .enumerate()
+            .for_each(|(blk, dst)| {
+                let (off, len) = (blk * REDUCE_BLOCK, dst.len());
+                for p in partial.chunks_exact(wn) {
+                    for (d, s) in dst.iter_mut().zip(&p[off..off + len]) {
+                        *d += *s;
+                    }
+                }
+            });
+    });
+    let db: Vec<f32> = (0..gm.c_out)
+        .map(|co| (0..gm.n).fold(0.0f64, |a, i| a + sums[i * gm.c_out + co]) as f32)
+        .collect();
+    let dx = Tensor::from_parts(vec![gm.n, gm.c_in, gm.h_in, gm.w_in], dx);
+    Ok(Some((dx, dw, Tensor::from_parts(vec![gm.c_out], db))))
+}
+
 /// The sum of `v` in float64, in 32 interleaved partial sums (a fixed
 /// order, so the result is reproducible and the same on every SIMD path;
 /// independent vector chains, so the adds do not wait on each other),

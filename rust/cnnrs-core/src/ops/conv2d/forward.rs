@@ -110,7 +110,8 @@ pub(super) fn im2col(x: &[f32], gm: &Conv2dGeom, oh0: usize, oh1: usize, col: &m
 
 /// One image of one group: `out [c_out_g, hw_out] = w [c_out_g, K] · col(x)`
 /// plus the epilogue. `x` is `[c_in_g, h_in, w_in]`.
-fn conv_one(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv_one(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,

@@ -289,6 +289,15 @@ pub(crate) fn backward_tuned(
     let gm = Conv2dGeom::new(x.shape(), w.shape(), None, p)?;
     check_grad_out(&gm, grad_out)?;
     let (xd, wd, gd) = (x.data(), w.data(), grad_out.data());
+    if needs.input && needs.weight && needs.bias {
+        if let Some((dx, dw, db)) = backward::grad_all(xd, wd, gd, &gm, tuning)? {
+            return Ok(Conv2dGrads {
+                input: Some(dx),
+                weight: Some(dw),
+                bias: Some(db),
+            });
+        }
+    }
     Ok(Conv2dGrads {
         input: if needs.input {
             Some(backward::grad_input(wd, gd, None, &gm, tuning)?)

@@ -796,3 +796,61 @@ fn batched_columns_path_matches_reference() {
         }
     }
 }
+
+#[test]
+fn one_pass_backward_equals_the_separate_passes() {
+    // `Conv2dNeeds::ALL` runs the fused pass (`backward::grad_all`) where it
+    // applies; asking for one gradient at a time runs `grad_input`,
+    // `grad_weight` and `channel_sums`. Same chunks, same sums: same bits.
+    let mut rng = Rng::new(11);
+    let cases: [(&[usize], &[usize], Conv2dParams); 4] = [
+        (
+            &[5, 8, 12, 12],
+            &[16, 8, 3, 3],
+            Conv2dParams::new((1, 1), (1, 1), (1, 1), 1),
+        ),
+        (
+            &[4, 3, 21, 21],
+            &[9, 3, 7, 7],
+            Conv2dParams::new((2, 2), (3, 3), (1, 1), 1),
+        ),
+        (
+            &[6, 16, 9, 9],
+            &[8, 16, 1, 1],
+            Conv2dParams::new((1, 1), (0, 0), (1, 1), 1),
+        ),
+        (
+            &[3, 4, 10, 10],
+            &[6, 4, 1, 3],
+            Conv2dParams::new((1, 1), (0, 1), (1, 1), 1),
+        ),
+    ];
+    let one = |input, weight, bias| Conv2dNeeds {
+        input,
+        weight,
+        bias,
+    };
+    for (xs, ws, p) in cases {
+        let x = tensor(&mut rng, xs);
+        let w = tensor(&mut rng, ws);
+        let y = forward_tuned(&x, &w, None, &p, false, &Tuning::DEFAULT).unwrap();
+        let dy = tensor(&mut rng, y.shape());
+        for (name, t) in &TUNINGS {
+            let all = backward_tuned(&x, &w, &dy, &p, Conv2dNeeds::ALL, t).unwrap();
+            let dx = backward_tuned(&x, &w, &dy, &p, one(true, false, false), t).unwrap();
+            let dw = backward_tuned(&x, &w, &dy, &p, one(false, true, false), t).unwrap();
+            let db = backward_tuned(&x, &w, &dy, &p, one(false, false, true), t).unwrap();
+            for (what, a, b) in [
+                ("input", &all.input, &dx.input),
+                ("weight", &all.weight, &dw.weight),
+                ("bias", &all.bias, &db.bias),
+            ] {
+                assert_eq!(
+                    bits(a.as_ref().unwrap()),
+                    bits(b.as_ref().unwrap()),
+                    "{name} {what} {xs:?} {ws:?}"
+                );
+            }
+        }
+    }
+}
