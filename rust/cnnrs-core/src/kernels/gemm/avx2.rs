@@ -116,10 +116,10 @@ unsafe fn tile_avx2<const PACK: bool>(
             }
         }
         if PACK {
-            // This row of the next panel, towards L2 (see the AVX-512
+            // This row two panels ahead, towards L2 (see the AVX-512
             // kernel); two lines: an unaligned 64-byte row spans two.
-            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(NR) as *const i8);
-            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(2 * NR - 1) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(2 * NR) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(3 * NR - 1) as *const i8);
         }
         for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: `a` walks the `MR*kc` floats of the packed A panel,
