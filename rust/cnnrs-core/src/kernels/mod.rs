@@ -6,6 +6,7 @@ mod fpenv;
 pub mod gemm;
 pub mod peak;
 pub mod simd;
+pub(crate) mod sum;
 pub(crate) mod transpose;
 
 pub use gemm::{

@@ -22,6 +22,7 @@ use super::wide::{ValidColsT, WideGeom, SLACK};
 use super::{panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
 use crate::arg_err;
 use crate::error::Result;
+use crate::kernels::sum::sum_f64;
 use crate::kernels::{GemmOpts, MatRef};
 use crate::tensor::{try_zeros, Tensor};
 
@@ -685,53 +686,6 @@ pub(crate) fn grad_all(
         .collect();
     let dx = Tensor::from_parts(vec![gm.n, gm.c_in, gm.h_in, gm.w_in], dx);
     Ok(Some((dx, dw, Tensor::from_parts(vec![gm.c_out], db))))
-}
-
-/// The sum of `v` in float64, in 32 interleaved partial sums (a fixed
-/// order, so the result is reproducible and the same on every SIMD path;
-/// independent vector chains, so the adds do not wait on each other),
-/// combined pairwise.
-fn sum_f64(v: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::simd::active() != crate::kernels::SimdFamily::Scalar
-        && std::arch::is_x86_feature_detected!("avx2")
-    {
-        // SAFETY: AVX2 is available (checked just above).
-        return unsafe { sum_f64_avx2(v) };
-    }
-    sum_f64_body(v)
-}
-
-/// [`sum_f64`] compiled for AVX2 (the baseline build has only SSE2, whose
-/// 16 registers cannot hold the 32 partial sums).
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sum_f64_avx2(v: &[f32]) -> f64 {
-    sum_f64_body(v)
-}
-
-#[inline(always)]
-fn sum_f64_body(v: &[f32]) -> f64 {
-    const L: usize = 32;
-    let mut acc = [0.0f64; L];
-    let mut chunks = v.chunks_exact(L);
-    for ch in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(ch) {
-            *a += x as f64;
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&x| x as f64).sum();
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            acc[i] += acc[i + w];
-        }
-    }
-    acc[0] + tail
 }
 
 /// The bias gradient: `db[c] = sum over n, h, w of dy[n, c, h, w]` for `dy`

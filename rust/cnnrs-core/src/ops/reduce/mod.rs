@@ -72,6 +72,15 @@ fn split(shape: &[usize], axis: Axis) -> (usize, usize, usize) {
 pub fn forward(x: &Tensor, axis: Axis, mean: bool) -> Tensor {
     let (outer, red, inner) = split(x.shape(), axis);
     let xd = x.data();
+    if inner == 1 {
+        // Each output sums one contiguous run (all elements, or the last
+        // dimension): blocked f64 sums, on the pool for long runs.
+        let scale = if mean { 1.0 / red as f64 } else { 1.0 };
+        let out: Vec<f32> = (0..outer)
+            .map(|o| (crate::kernels::sum::sum_f64_par(&xd[o * red..(o + 1) * red]) * scale) as f32)
+            .collect();
+        return Tensor::from_parts(out_shape(x.shape(), axis), out);
+    }
     let mut out = vec![0.0f32; outer * inner];
     let mut acc = vec![0.0f64; inner];
     for o in 0..outer {

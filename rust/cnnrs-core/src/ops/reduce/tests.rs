@@ -40,3 +40,26 @@ fn bad_dim_is_an_error() {
     assert!(e.contains("sum") && e.contains("(2, 3)"), "{e}");
     assert_eq!(normalize_dim("sum", -1, &[2, 3]).unwrap(), 1);
 }
+
+#[test]
+fn long_contiguous_sums_match_reference_and_repeat_exactly() {
+    // Runs past the blocked parallel threshold (2 * 65,536 elements), with
+    // a tail that is not a multiple of any block or vector width.
+    let mut rng = Rng::new(21);
+    for shape in [vec![300_001], vec![3, 140_003], vec![2, 3, 70_001]] {
+        let n: usize = shape.iter().product();
+        let x = Tensor::new(shape.clone(), rng.normal_vec(n)).unwrap();
+        let all = forward(&x, Axis::All, false);
+        let want = reference::sum(x.data(), &shape, None);
+        assert_close(all.data(), &want, 1e-5, 1e-3, "sum all");
+        let last = shape.len() - 1;
+        let rows = forward(&x, Axis::Dim(last, false), true);
+        let want: Vec<f32> = reference::sum(x.data(), &shape, Some(last))
+            .iter()
+            .map(|s| s / shape[last] as f32)
+            .collect();
+        assert_close(rows.data(), &want, 1e-5, 1e-5, "mean last dim");
+        let again = forward(&x, Axis::All, false);
+        assert_eq!(all.data()[0].to_bits(), again.data()[0].to_bits());
+    }
+}
