@@ -207,11 +207,7 @@ pub(crate) fn grad_input(
     let mut dx = uninit_buffer(numel)?; // [n, c_in, h_in, w_in]
     let dy_chunk = gm.c_out_g * gm.hw_out();
     let w_chunk = gm.c_out_g * gm.col_rows();
-    let wide = if gm.is_pointwise() {
-        None
-    } else {
-        WideGeom::new(gm, tuning.wide_max_waste)
-    };
+    let wide = dx_grid(gm, tuning);
     let task = |t: usize, dx_t: &mut [f32], mm: GemmFn| -> Result<()> {
         let (img, g) = (t / gm.groups, t % gm.groups);
         let dy0 = (img * gm.c_out + g * gm.c_out_g) * gm.hw_out();
@@ -461,25 +457,13 @@ pub(crate) fn grad_weight(
         return Ok(dw);
     }
     let chunks = match tuning.par_tasks(gm.n, gm.flops()) {
-        Some(_) => {
-            // A few chunks per thread, so a thread slowed by another process
-            // leaves chunks for the others to steal; the partial buffers
-            // stay below PARTIAL_FLOATS (the weight is small next to the
-            // images for real layers, so this rarely binds).
-            let threads = tuning.threads();
-            let by_mem = (PARTIAL_FLOATS / wn).max(threads);
-            gm.n.min(threads * CHUNKS_PER_THREAD).min(by_mem)
-        }
+        Some(_) => dw_chunks(gm, tuning, wn),
         None => 1,
     };
     let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
     // Like the forward pass, the GEMM path computes no junk columns, so the
     // grid's width only matters to the direct kernels (checked there).
-    let wide = if gm.is_pointwise() || tuning.wide_max_waste < 0.0 {
-        None
-    } else {
-        WideGeom::new(gm, f64::INFINITY)
-    };
+    let wide = super::forward::gemm_grid(gm, tuning);
     let wide = wide.as_ref();
     if chunks == 1 {
         dw_images(
@@ -511,10 +495,30 @@ pub(crate) fn grad_weight(
                     })
             },
         );
-        first.and(rest)?;
-        // Fixed-order reduction, parallel over disjoint element blocks.
-        dw_data
-            .par_chunks_mut(REDUCE_BLOCK)
+        first.and(rest)
+    })?;
+    add_partials(dw_data, &partial);
+    Ok(dw)
+}
+
+/// Weight-gradient chunks for a parallel backward: a few per thread, so a
+/// thread slowed by another process leaves chunks for the others to steal;
+/// the `chunks - 1` partial buffers of `wn` floats stay below
+/// [`PARTIAL_FLOATS`] (the weight is small next to the images for real
+/// layers, so this rarely binds). A function of the shapes and the thread
+/// count only, never of scheduling.
+fn dw_chunks(gm: &Conv2dGeom, tuning: &Tuning, wn: usize) -> usize {
+    let threads = tuning.threads();
+    let by_mem = (PARTIAL_FLOATS / wn.max(1)).max(threads);
+    gm.n.min(threads * CHUNKS_PER_THREAD).min(by_mem)
+}
+
+/// `dw += partial[0]; dw += partial[1]; ...` (`partial` holds whole copies
+/// of `dw`): a fixed order, parallel over disjoint element blocks.
+fn add_partials(dw: &mut [f32], partial: &[f32]) {
+    let wn = dw.len();
+    crate::parallel::install(|| {
+        dw.par_chunks_mut(REDUCE_BLOCK)
             .enumerate()
             .for_each(|(blk, dst)| {
                 let (off, len) = (blk * REDUCE_BLOCK, dst.len());
@@ -524,9 +528,17 @@ pub(crate) fn grad_weight(
                     }
                 }
             });
-        Ok(())
-    })?;
-    Ok(dw)
+    });
+}
+
+/// The wide grid of the input gradient's GEMM + col2im path, which does
+/// compute junk columns: only within the tuning's waste bound.
+fn dx_grid(gm: &Conv2dGeom, tuning: &Tuning) -> Option<WideGeom> {
+    if gm.is_pointwise() {
+        None
+    } else {
+        WideGeom::new(gm, tuning.wide_max_waste)
+    }
 }
 
 /// All three gradients in one parallel pass over the batch: chunk `c` of
@@ -547,11 +559,8 @@ pub(crate) fn grad_all(
     if gm.groups != 1 || tuning.par_tasks(gm.n, gm.flops()).is_none() {
         return Ok(None);
     }
-    let threads = tuning.threads();
     let wn = gm.c_out * gm.col_rows();
-    let chunks =
-        gm.n.min(threads * CHUNKS_PER_THREAD)
-            .min((PARTIAL_FLOATS / wn.max(1)).max(threads));
+    let chunks = dw_chunks(gm, tuning, wn);
     let (x_img, dy_img, hw) = (gm.c_in * gm.hw_in(), gm.c_out * gm.hw_out(), gm.hw_out());
     if chunks < 2 || wn == 0 || x_img == 0 || dy_img == 0 {
         return Ok(None);
@@ -565,21 +574,11 @@ pub(crate) fn grad_all(
         return Ok(None);
     }
     let wf = dual.as_ref().map(|_| flip_weight(w, gm));
-    let wide_dual = dual.as_ref().and_then(|d| {
-        (!d.is_pointwise() && tuning.wide_max_waste >= 0.0)
-            .then(|| WideGeom::new(d, f64::INFINITY))
-            .flatten()
-    });
-    let wide_dx = if gm.is_pointwise() {
-        None
-    } else {
-        WideGeom::new(gm, tuning.wide_max_waste)
-    };
-    let wide_dw = if gm.is_pointwise() || tuning.wide_max_waste < 0.0 {
-        None
-    } else {
-        WideGeom::new(gm, f64::INFINITY)
-    };
+    let wide_dual = dual
+        .as_ref()
+        .and_then(|d| super::forward::gemm_grid(d, tuning));
+    let wide_dx = dx_grid(gm, tuning);
+    let wide_dw = super::forward::gemm_grid(gm, tuning);
     let numel = crate::tensor::checked_numel(&[gm.n, gm.c_in, gm.h_in, gm.w_in])?;
     let mut dx = uninit_buffer(numel)?;
     let mut dw = Tensor::zeros(&[gm.c_out, gm.c_in_g, gm.k_h, gm.k_w])?;
@@ -667,20 +666,7 @@ pub(crate) fn grad_all(
     // SAFETY: every image's input gradient was written in full (zeroed and
     // accumulated, or overwritten); an error returned above.
     unsafe { dx.set_len(numel) };
-    let dw_data = dw.data_mut();
-    crate::parallel::install(|| {
-        dw_data
-            .par_chunks_mut(REDUCE_BLOCK)
-            .enumerate()
-            .for_each(|(blk, dst)| {
-                let (off, len) = (blk * REDUCE_BLOCK, dst.len());
-                for p in partial.chunks_exact(wn) {
-                    for (d, s) in dst.iter_mut().zip(&p[off..off + len]) {
-                        *d += *s;
-                    }
-                }
-            });
-    });
+    add_partials(dw.data_mut(), &partial);
     let db: Vec<f32> = (0..gm.c_out)
         .map(|co| (0..gm.n).fold(0.0f64, |a, i| a + sums[i * gm.c_out + co]) as f32)
         .collect();

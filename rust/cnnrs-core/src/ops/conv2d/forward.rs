@@ -235,6 +235,17 @@ fn conv_one_wide(
     })
 }
 
+/// The wide grid for the GEMM paths (forward, weight gradient), which
+/// compute no junk columns and so take the grid whatever its waste; `None`
+/// for pointwise convolutions and when the tuning turns the grid off.
+pub(super) fn gemm_grid(gm: &Conv2dGeom, tuning: &Tuning) -> Option<WideGeom> {
+    if gm.is_pointwise() || tuning.wide_max_waste < 0.0 {
+        None
+    } else {
+        WideGeom::new(gm, f64::INFINITY)
+    }
+}
+
 /// The whole forward pass: `x` `[n, c_in, h_in, w_in]`, `w`
 /// `[c_out, c_in_g, k_h, k_w]`, `b` `[c_out]`; returns `[n, c_out, h_out, w_out]`.
 pub(crate) fn run(
@@ -259,11 +270,7 @@ pub(crate) fn run(
     // The forward pass computes no junk columns ([`ValidCols`]), so the
     // grid's width costs nothing here: any waste is fine (a negative
     // `wide_max_waste` still turns the wide path off, for tests).
-    let wide = if gm.is_pointwise() || tuning.wide_max_waste < 0.0 {
-        None
-    } else {
-        WideGeom::new(gm, f64::INFINITY)
-    };
+    let wide = gemm_grid(gm, tuning);
     let task = |t: usize, out_t: &mut [f32], mm: GemmFn| -> Result<()> {
         let (img, g) = (t / gm.groups, t % gm.groups);
         let x0 = (img * gm.c_in + g * gm.c_in_g) * gm.hw_in();
