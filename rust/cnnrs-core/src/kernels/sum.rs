@@ -8,25 +8,12 @@ use rayon::prelude::*;
 /// independent vector chains, so the adds do not wait on each other),
 /// combined pairwise.
 pub(crate) fn sum_f64(v: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::simd::active() != crate::kernels::SimdFamily::Scalar
-        && std::arch::is_x86_feature_detected!("avx2")
-    {
-        // SAFETY: AVX2 is available (checked just above).
-        return unsafe { sum_f64_avx2(v) };
-    }
-    sum_f64_body(v)
-}
-
-/// [`sum_f64`] compiled for AVX2 (the baseline build has only SSE2, whose
-/// 16 registers cannot hold the 32 partial sums).
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sum_f64_avx2(v: &[f32]) -> f64 {
-    sum_f64_body(v)
+    // The baseline build has only SSE2, whose 16 registers cannot hold the
+    // 32 partial sums.
+    crate::kernels::simd::wide(
+        #[inline(always)]
+        || sum_f64_body(v),
+    )
 }
 
 #[inline(always)]
