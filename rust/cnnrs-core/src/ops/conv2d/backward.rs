@@ -19,7 +19,7 @@ use super::direct::{self, Direct};
 use super::forward::{im2col, valid_range, GemmFn};
 use super::params::Conv2dGeom;
 use super::wide::{ValidColsT, WideGeom, SLACK};
-use super::{panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
+use super::{assume_written, panel_len, uninit_buffer, with_scratch, zero_init, Tuning};
 use crate::arg_err;
 use crate::error::Result;
 use crate::kernels::sum::sum_f64;
@@ -231,7 +231,7 @@ pub(crate) fn grad_input(
             zero_init(d)
         } else {
             // SAFETY (of the later use): written in full by `dx_one`.
-            d as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]
+            unsafe { assume_written(d) }
         }
     };
     match tuning.par_tasks(gm.n * gm.groups, gm.flops()) {
@@ -541,11 +541,11 @@ fn dx_grid(gm: &Conv2dGeom, tuning: &Tuning) -> Option<WideGeom> {
     }
 }
 
-/// All three gradients in one parallel pass over the batch: chunk `c` of
-/// the images (the chunks of [`grad_weight`]) computes, image by image, the
-/// input gradient, the weight gradient into its partial sum and the
-/// image's bias sums, while that image's `dy` is still in cache; one
-/// barrier instead of three. Same chunks and the same order of every sum
+/// The input, weight and (`bias`) bias gradients in one parallel pass over
+/// the batch: chunk `c` of the images (the chunks of [`grad_weight`])
+/// computes, image by image, the input gradient, the weight gradient into
+/// its partial sum and the image's bias sums, while that image's `dy` is
+/// still in cache; one barrier instead of three. Same chunks and the same order of every sum
 /// as [`grad_input`], [`grad_weight`] and [`channel_sums`], so the results
 /// are bit-identical to theirs. `None` when the shapes or the work split do
 /// not suit it (one group only; a batch worth splitting).
@@ -553,9 +553,10 @@ pub(crate) fn grad_all(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
+    bias: bool,
     gm: &Conv2dGeom,
     tuning: &Tuning,
-) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+) -> Result<Option<(Tensor, Tensor, Option<Tensor>)>> {
     if gm.groups != 1 || tuning.par_tasks(gm.n, gm.flops()).is_none() {
         return Ok(None);
     }
@@ -586,7 +587,8 @@ pub(crate) fn grad_all(
         .checked_mul(chunks - 1)
         .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
     let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
-    let mut sums = vec![0.0f64; gm.n * gm.c_out]; // [n, c_out]
+    let cb = if bias { gm.c_out } else { 0 }; // bias sums per image
+    let mut sums = vec![0.0f64; gm.n * cb]; // [n, cb]
     let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
     let mm = tuning.mm(false);
     // The images of a chunk, in order; `dx_c`, `sums_c`: theirs.
@@ -602,7 +604,7 @@ pub(crate) fn grad_all(
             match (&dual, &wf) {
                 (Some(d), Some(wf)) => {
                     // SAFETY: the forward kernels write all of their output.
-                    let dx_i = unsafe { &mut *(dx_i as *mut [_] as *mut [f32]) };
+                    let dx_i = unsafe { assume_written(dx_i) };
                     super::forward::conv_one(
                         dy_i,
                         wf,
@@ -618,7 +620,7 @@ pub(crate) fn grad_all(
                 _ => {
                     let dx_i = if gm.is_pointwise() {
                         // SAFETY: the pointwise GEMM overwrites all of it.
-                        unsafe { &mut *(dx_i as *mut [_] as *mut [f32]) }
+                        unsafe { assume_written(dx_i) }
                     } else {
                         zero_init(dx_i)
                     };
@@ -626,7 +628,7 @@ pub(crate) fn grad_all(
                 }
             }
             dw_images(x, dy, dw_c, img..img + 1, gm, wide_dw.as_ref(), tuning, mm)?;
-            let s_i = &mut sums_c[(img - i0) * gm.c_out..(img - i0 + 1) * gm.c_out];
+            let s_i = &mut sums_c[(img - i0) * cb..(img - i0 + 1) * cb];
             for (s, plane) in s_i.iter_mut().zip(dy_i.chunks_exact(hw.max(1))) {
                 *s = sum_f64(plane);
             }
@@ -643,7 +645,7 @@ pub(crate) fn grad_all(
         for c in 0..chunks {
             let r = range(c);
             let (dx_c, d) = dx_rest.split_at_mut(r.len() * x_img);
-            let (s_c, s) = sums_rest.split_at_mut(r.len() * gm.c_out);
+            let (s_c, s) = sums_rest.split_at_mut(r.len() * cb);
             dx_rest = d;
             sums_rest = s;
             let dw_c = match dw_first.take() {
@@ -667,11 +669,14 @@ pub(crate) fn grad_all(
     // accumulated, or overwritten); an error returned above.
     unsafe { dx.set_len(numel) };
     add_partials(dw.data_mut(), &partial);
-    let db: Vec<f32> = (0..gm.c_out)
-        .map(|co| (0..gm.n).fold(0.0f64, |a, i| a + sums[i * gm.c_out + co]) as f32)
-        .collect();
+    let db = bias.then(|| {
+        let db = (0..cb)
+            .map(|co| (0..gm.n).fold(0.0f64, |a, i| a + sums[i * cb + co]) as f32)
+            .collect();
+        Tensor::from_parts(vec![cb], db)
+    });
     let dx = Tensor::from_parts(vec![gm.n, gm.c_in, gm.h_in, gm.w_in], dx);
-    Ok(Some((dx, dw, Tensor::from_parts(vec![gm.c_out], db))))
+    Ok(Some((dx, dw, db)))
 }
 
 /// The bias gradient: `db[c] = sum over n, h, w of dy[n, c, h, w]` for `dy`

@@ -332,10 +332,9 @@ pub(super) fn batched_columns(gm: &Conv2dGeom) -> bool {
 /// # Safety
 /// The caller must write every element before reading any, and `len` must
 /// not exceed the capacity.
-pub(super) unsafe fn spare_slice(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    let spare = &mut v.spare_capacity_mut()[..len];
-    // SAFETY: f32 has no invalid bit patterns; the caller writes before reading.
-    unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<f32>(), len) }
+unsafe fn spare_slice(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    // SAFETY: forwarded from the caller.
+    unsafe { super::assume_written(&mut v.spare_capacity_mut()[..len]) }
 }
 
 /// [`run`] for [`batched_columns`] shapes: chunks of images whose columns fit

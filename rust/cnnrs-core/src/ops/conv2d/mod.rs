@@ -226,6 +226,17 @@ pub(crate) fn zero_init<T: Copy + Default>(u: &mut [std::mem::MaybeUninit<T>]) -
     unsafe { &mut *(u as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
 }
 
+/// `u` as initialised floats, for a buffer the caller is about to write in
+/// full (a GEMM that overwrites its output).
+///
+/// # Safety
+/// Every element must be written before any is read.
+pub(crate) unsafe fn assume_written(u: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and f32 has no
+    // invalid bit patterns; the caller writes before reading.
+    unsafe { &mut *(u as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Floats of one panel buffer: `k * rows * w_out`, checked.
 fn panel_len(gm: &Conv2dGeom, rows: usize) -> Result<usize> {
     gm.col_rows()
@@ -289,12 +300,12 @@ pub(crate) fn backward_tuned(
     let gm = Conv2dGeom::new(x.shape(), w.shape(), None, p)?;
     check_grad_out(&gm, grad_out)?;
     let (xd, wd, gd) = (x.data(), w.data(), grad_out.data());
-    if needs.input && needs.weight && needs.bias {
-        if let Some((dx, dw, db)) = backward::grad_all(xd, wd, gd, &gm, tuning)? {
+    if needs.input && needs.weight {
+        if let Some((dx, dw, db)) = backward::grad_all(xd, wd, gd, needs.bias, &gm, tuning)? {
             return Ok(Conv2dGrads {
                 input: Some(dx),
                 weight: Some(dw),
-                bias: Some(db),
+                bias: db,
             });
         }
     }

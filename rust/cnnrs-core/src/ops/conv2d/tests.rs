@@ -837,6 +837,17 @@ fn one_pass_backward_equals_the_separate_passes() {
         let dy = tensor(&mut rng, y.shape());
         for (name, t) in &TUNINGS {
             let all = backward_tuned(&x, &w, &dy, &p, Conv2dNeeds::ALL, t).unwrap();
+            // Without a bias gradient (bias-free layers) the pass runs too.
+            let no_b = backward_tuned(&x, &w, &dy, &p, one(true, true, false), t).unwrap();
+            assert!(no_b.bias.is_none());
+            assert_eq!(
+                bits(no_b.input.as_ref().unwrap()),
+                bits(all.input.as_ref().unwrap())
+            );
+            assert_eq!(
+                bits(no_b.weight.as_ref().unwrap()),
+                bits(all.weight.as_ref().unwrap())
+            );
             let dx = backward_tuned(&x, &w, &dy, &p, one(true, false, false), t).unwrap();
             let dw = backward_tuned(&x, &w, &dy, &p, one(false, true, false), t).unwrap();
             let db = backward_tuned(&x, &w, &dy, &p, one(false, false, true), t).unwrap();
