@@ -517,6 +517,18 @@ fn dw_chunks(gm: &Conv2dGeom, tuning: &Tuning, wn: usize) -> usize {
 /// of `dw`): a fixed order, parallel over disjoint element blocks.
 fn add_partials(dw: &mut [f32], partial: &[f32]) {
     let wn = dw.len();
+    if partial.is_empty() || wn == 0 {
+        return;
+    }
+    if wn <= REDUCE_BLOCK {
+        // One block: not worth waking the pool (tens of microseconds here).
+        for p in partial.chunks_exact(wn) {
+            for (d, s) in dw.iter_mut().zip(p) {
+                *d += *s;
+            }
+        }
+        return;
+    }
     crate::parallel::install(|| {
         dw.par_chunks_mut(REDUCE_BLOCK)
             .enumerate()
@@ -557,13 +569,16 @@ pub(crate) fn grad_all(
     gm: &Conv2dGeom,
     tuning: &Tuning,
 ) -> Result<Option<(Tensor, Tensor, Option<Tensor>)>> {
-    if gm.groups != 1 || tuning.par_tasks(gm.n, gm.flops()).is_none() {
+    if gm.groups != 1 {
         return Ok(None);
     }
+    // The split `grad_weight` would make: chunks on the pool, or one chunk
+    // on this thread whose GEMMs may use the pool themselves.
+    let par = tuning.par_tasks(gm.n, gm.flops()).is_some();
     let wn = gm.c_out * gm.col_rows();
-    let chunks = dw_chunks(gm, tuning, wn);
+    let chunks = if par { dw_chunks(gm, tuning, wn) } else { 1 };
     let (x_img, dy_img, hw) = (gm.c_in * gm.hw_in(), gm.c_out * gm.hw_out(), gm.hw_out());
-    if chunks < 2 || wn == 0 || x_img == 0 || dy_img == 0 {
+    if gm.n == 0 || wn == 0 || x_img == 0 || dy_img == 0 {
         return Ok(None);
     }
     // The input gradient as `grad_input` would compute it: the flipped
@@ -590,7 +605,7 @@ pub(crate) fn grad_all(
     let cb = if bias { gm.c_out } else { 0 }; // bias sums per image
     let mut sums = vec![0.0f64; gm.n * cb]; // [n, cb]
     let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
-    let mm = tuning.mm(false);
+    let mm = tuning.mm(!par);
     // The images of a chunk, in order; `dx_c`, `sums_c`: theirs.
     let chunk = |imgs: Range<usize>,
                  dx_c: &mut [std::mem::MaybeUninit<f32>],
@@ -658,12 +673,18 @@ pub(crate) fn grad_all(
             };
             tasks.push((r, dx_c, dw_c, s_c));
         }
-        crate::parallel::install(|| {
-            tasks
-                .into_par_iter()
-                .with_max_len(1)
-                .try_for_each(|(r, dx_c, dw_c, s_c)| chunk(r, dx_c, dw_c, s_c))
-        })?;
+        if par {
+            crate::parallel::install(|| {
+                tasks
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .try_for_each(|(r, dx_c, dw_c, s_c)| chunk(r, dx_c, dw_c, s_c))
+            })?;
+        } else {
+            for (r, dx_c, dw_c, s_c) in tasks {
+                chunk(r, dx_c, dw_c, s_c)?;
+            }
+        }
     }
     // SAFETY: every image's input gradient was written in full (zeroed and
     // accumulated, or overwritten); an error returned above.
