@@ -87,6 +87,16 @@ impl WideGeom {
     /// Fills `xq` (`xq_len` floats) from one image of one group
     /// `x [c_in_g, h_in, w_in]`: padding and slack are zero.
     pub(crate) fn build(&self, gm: &Conv2dGeom, x: &[f32], xq: &mut [f32]) {
+        // Compiled for the active SIMD family: the stride-phase split is a
+        // strided copy the baseline build leaves at SSE2 width.
+        crate::kernels::simd::wide(
+            #[inline(always)]
+            || self.build_body(gm, x, xq),
+        )
+    }
+
+    #[inline(always)]
+    fn build_body(&self, gm: &Conv2dGeom, x: &[f32], xq: &mut [f32]) {
         let (sh, sw) = (gm.stride_h, gm.stride_w);
         let (hq, wq, w_in) = (self.hq, self.wq, gm.w_in);
         let plane = hq * wq;
@@ -99,6 +109,16 @@ impl WideGeom {
                 if sw == 1 {
                     let base = (c * sh + a) * plane + i * wq + gm.pad_left;
                     xq[base..base + w_in].copy_from_slice(src);
+                    continue;
+                }
+                if sw == 2 {
+                    // Even input columns to the phase whose first column is
+                    // 0, odd ones to the other (as the loop below would).
+                    let d = |first: usize| {
+                        let b = (first + gm.pad_left) % 2;
+                        ((c * sh + a) * 2 + b) * plane + i * wq + (first + gm.pad_left) / 2
+                    };
+                    deinterleave2(src, xq, d(0), d(1));
                     continue;
                 }
                 for b in 0..sw {
@@ -138,6 +158,15 @@ impl WideGeom {
                     }
                     continue;
                 }
+                if sw == 2 {
+                    // The adjoint of `build`'s split (see there).
+                    let s = |first: usize| {
+                        let b = (first + gm.pad_left) % 2;
+                        ((c * sh + a) * 2 + b) * plane + i * wq + (first + gm.pad_left) / 2
+                    };
+                    interleave2_add(xq, s(0), s(1), dst);
+                    continue;
+                }
                 for b in 0..sw {
                     let first = (b + sw - gm.pad_left % sw) % sw;
                     let base = ((c * sh + a) * sw + b) * plane + i * wq;
@@ -150,6 +179,113 @@ impl WideGeom {
             }
         }
     }
+}
+
+/// `xq[e + i] = src[2*i]` and `xq[o + i] = src[2*i + 1]`: a row split into
+/// its two stride-2 phases (the runs must not overlap).
+///
+/// # Panics
+/// When a run does not fit in `xq`.
+pub(super) fn deinterleave2(src: &[f32], xq: &mut [f32], e: usize, o: usize) {
+    let (ne, no) = (src.len().div_ceil(2), src.len() / 2);
+    assert!(e + ne <= xq.len() && o + no <= xq.len());
+    assert!(e + ne <= o || o + no <= e, "deinterleave2: runs overlap");
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() == crate::kernels::SimdFamily::Avx512 {
+        // SAFETY: AVX-512F is available (the active family); bounds were
+        // asserted above and the runs are disjoint.
+        done = unsafe { deinterleave2_avx512(src, xq.as_mut_ptr(), e, o) };
+    }
+    for j in done..ne {
+        xq[e + j] = src[2 * j];
+    }
+    for j in done..no {
+        xq[o + j] = src[2 * j + 1];
+    }
+}
+
+/// The AVX-512 part of [`deinterleave2`]: whole groups of 32 source floats
+/// (two permutes each); returns how many of each phase it wrote.
+///
+/// # Safety
+/// AVX-512F; `xq + e` and `xq + o` writable for `src.len() / 2` floats each,
+/// disjoint.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn deinterleave2_avx512(src: &[f32], xq: *mut f32, e: usize, o: usize) -> usize {
+    use std::arch::x86_64::*;
+    let groups = src.len() / 32;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for g in 0..groups {
+        // SAFETY: floats `32g .. 32g + 32` of `src` exist; 16 floats at
+        // `e + 16g` and `o + 16g` are within the runs the caller vouched for.
+        unsafe {
+            let lo = _mm512_loadu_ps(src.as_ptr().add(32 * g));
+            let hi = _mm512_loadu_ps(src.as_ptr().add(32 * g + 16));
+            _mm512_storeu_ps(xq.add(e + 16 * g), _mm512_permutex2var_ps(lo, even, hi));
+            _mm512_storeu_ps(xq.add(o + 16 * g), _mm512_permutex2var_ps(lo, odd, hi));
+        }
+    }
+    groups * 16
+}
+
+/// `dst[2*i] += xq[e + i]` and `dst[2*i + 1] += xq[o + i]`: the adjoint of
+/// [`deinterleave2`].
+///
+/// # Panics
+/// When a run does not fit in `xq`.
+pub(super) fn interleave2_add(xq: &[f32], e: usize, o: usize, dst: &mut [f32]) {
+    let (ne, no) = (dst.len().div_ceil(2), dst.len() / 2);
+    assert!(e + ne <= xq.len() && o + no <= xq.len());
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() == crate::kernels::SimdFamily::Avx512 {
+        // SAFETY: AVX-512F is available (the active family); bounds were
+        // asserted above.
+        done = unsafe { interleave2_add_avx512(xq, e, o, dst) };
+    }
+    for j in done..ne {
+        dst[2 * j] += xq[e + j];
+    }
+    for j in done..no {
+        dst[2 * j + 1] += xq[o + j];
+    }
+}
+
+/// The AVX-512 part of [`interleave2_add`]: whole groups of 32 `dst` floats;
+/// returns how many of each phase it consumed.
+///
+/// # Safety
+/// AVX-512F; `xq` holds `dst.len() / 2` floats from `e` and from `o`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn interleave2_add_avx512(xq: &[f32], e: usize, o: usize, dst: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let groups = dst.len() / 32;
+    // Lanes of (evens, odds) in output order: e0 o0 e1 o1 ...
+    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for g in 0..groups {
+        // SAFETY: 16 floats at `e + 16g` and `o + 16g` lie inside `xq`
+        // (caller); floats `32g .. 32g + 32` of `dst` exist.
+        unsafe {
+            let ev = _mm512_loadu_ps(xq.as_ptr().add(e + 16 * g));
+            let od = _mm512_loadu_ps(xq.as_ptr().add(o + 16 * g));
+            let d = dst.as_mut_ptr().add(32 * g);
+            let a = _mm512_add_ps(_mm512_loadu_ps(d), _mm512_permutex2var_ps(ev, lo, od));
+            let b = _mm512_add_ps(
+                _mm512_loadu_ps(d.add(16)),
+                _mm512_permutex2var_ps(ev, hi, od),
+            );
+            _mm512_storeu_ps(d, a);
+            _mm512_storeu_ps(d.add(16), b);
+        }
+    }
+    groups * 16
 }
 
 impl WideGeom {
