@@ -109,6 +109,17 @@ pub(super) fn pack_rows_interleaved(
 ) {
     assert!(rows >= 1 && src.len() >= (rows - 1) * rs + kc && dst.len() >= rows * kc);
     #[cfg(target_arch = "x86_64")]
+    if rows == 8 && kc >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is available (checked just above).
+        let done = unsafe { crate::kernels::transpose::interleave8(src, rs, kc, dst) };
+        for p in done..kc {
+            for r in 0..8 {
+                dst[p * 8 + r] = src[r * rs + p];
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     let p_done = {
         use std::arch::x86_64::*;
         let (r4, p4) = (rows / 4 * 4, kc / 4 * 4);
