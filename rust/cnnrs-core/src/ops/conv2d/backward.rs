@@ -99,18 +99,19 @@ fn dx_one(
     let opts = GemmOpts::default();
     if let Some(wg) = wide {
         if tuning.direct(gm) {
-            let (n, xq_len) = wg.direct_sizes();
-            return with_scratch(xq_len + gm.c_out_g * n, |buf| {
-                let (dxq, dyw) = buf.split_at_mut(xq_len);
-                dxq.fill(0.0);
-                wg.widen_dy(gm, dy, n, dyw);
+            let g = wg.gather(gm);
+            let out_len = WideGeom::gather_out_len(gm, &g);
+            return with_scratch(out_len + gm.c_out_g * g.row, |buf| {
+                let (dxq, dyp) = buf.split_at_mut(out_len);
+                wg.widen_dy_gather(gm, dy, &g, dyp);
                 let d = Direct {
                     w,
                     c_out: gm.c_out_g,
                     offsets: &wg.offsets,
-                    n,
+                    n: 0,
                 };
-                direct::grad_input(mm.family, &d, dyw, dxq);
+                // Overwrites all of `dxq` that `add_back` reads.
+                direct::grad_input(mm.family, &d, &g, dyp, dxq);
                 wg.add_back(gm, dxq, dx);
                 Ok(())
             });

@@ -764,6 +764,104 @@ fn default_fast_paths_match_reference_on_every_family() {
     }
 }
 
+/// The direct kernels (few output channels) on maps wide enough for the
+/// input gradient's row kernel (stride 1: blocks of grid rows; two or one
+/// 16-lane blocks per row on AVX-512, one on AVX2 and the portable path),
+/// and its per-channel gather (stride 2, dilation) with several input
+/// channels, on every SIMD family.
+#[test]
+fn direct_kernels_match_reference_on_image_sized_maps() {
+    let mut rng = Rng::new(4242);
+    let cases = [
+        // LeNet's first layer: 32 grid columns (two blocks).
+        (
+            [3, 1, 32, 32],
+            [6, 1, 5, 5],
+            Conv2dParams::new((1, 1), (0, 0), (1, 1), 1),
+        ),
+        // Three input channels, 3x3 'same': 32 columns.
+        (
+            [2, 3, 28, 30],
+            [8, 3, 3, 3],
+            Conv2dParams::new((1, 1), (1, 1), (1, 1), 1),
+        ),
+        // 7x7 on a 48-column grid (one block per row on AVX-512).
+        (
+            [1, 2, 20, 42],
+            [5, 2, 7, 7],
+            Conv2dParams::new((1, 1), (3, 3), (1, 1), 1),
+        ),
+        // A 3x5 kernel, uneven padding.
+        (
+            [2, 2, 24, 27],
+            [4, 2, 3, 5],
+            Conv2dParams::new((1, 1), (1, 2), (1, 1), 1),
+        ),
+        // Stride 2 and dilation 2: the gather.
+        (
+            [1, 2, 30, 30],
+            [4, 2, 5, 5],
+            Conv2dParams::new((2, 2), (2, 2), (1, 1), 1),
+        ),
+        (
+            [1, 3, 30, 30],
+            [6, 3, 3, 3],
+            Conv2dParams::new((1, 1), (2, 2), (2, 2), 1),
+        ),
+    ];
+    for (xs, ws, p) in cases {
+        let gm = Conv2dGeom::new(&xs, &ws, None, &p).unwrap();
+        let wg = wide::WideGeom::new(&gm, Tuning::DEFAULT.wide_max_waste).unwrap();
+        let stride1 = p.stride == (1, 1) && p.dilation == (1, 1);
+        assert_eq!(wg.gather(&gm).rows.is_some(), stride1, "{xs:?} {ws:?}");
+        let x = tensor(&mut rng, &xs);
+        let w = tensor(&mut rng, &ws);
+        let b = tensor(&mut rng, &ws[..1]);
+        let want = reference::forward(&x, &w, Some(&b), &p).unwrap();
+        let dy = tensor(&mut rng, want.shape());
+        let (dx, dw, db) = reference::backward(&x, &w, &dy, &p).unwrap();
+        for family in crate::kernels::simd::available() {
+            let t = Tuning {
+                simd: Some(family),
+                ..Tuning::DEFAULT
+            };
+            assert!(t.direct(&gm));
+            let what = format!("{family} x {xs:?} w {ws:?} {p:?}");
+            let got = forward_tuned(&x, &w, Some(&b), &p, false, &t).unwrap();
+            assert_close(
+                got.data(),
+                want.data(),
+                1e-4,
+                1e-4,
+                &format!("forward {what}"),
+            );
+            for needs in [
+                Conv2dNeeds::ALL,
+                Conv2dNeeds {
+                    input: true,
+                    weight: false,
+                    bias: false,
+                },
+            ] {
+                let g = backward_tuned(&x, &w, &dy, &p, needs, &t).unwrap();
+                assert_close(
+                    g.input.unwrap().data(),
+                    dx.data(),
+                    1e-4,
+                    1e-4,
+                    &format!("dx {what}"),
+                );
+                if needs.weight {
+                    let gw = g.weight.unwrap();
+                    assert_close(gw.data(), dw.data(), 1e-4, 1e-3, &format!("dw {what}"));
+                    let gb = g.bias.unwrap();
+                    assert_close(gb.data(), db.data(), 1e-4, 1e-3, &format!("db {what}"));
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn batched_columns_path_matches_reference() {
     // Many output channels over tiny maps (ResNet's last stages at CIFAR

@@ -302,6 +302,81 @@ impl WideGeom {
         (n, self.xq_len.max(max_off + n))
     }
 
+    /// The layout of `dy` and of the gradient buffer for the direct input
+    /// gradient (see [`super::direct::Gather`]).
+    pub(crate) fn gather(&self, gm: &Conv2dGeom) -> super::direct::Gather {
+        use super::direct::{rows_kernel_takes, Gather, RowsGeom, JB};
+        let taps = gm.k_h * gm.k_w;
+        let cs = gm.stride_h * gm.stride_w * self.hq * self.wq;
+        let front = self.offsets[..taps].iter().copied().max().unwrap_or(0);
+        let rows = (gm.stride_h == 1
+            && gm.stride_w == 1
+            && gm.dil_h == 1
+            && gm.dil_w == 1
+            && rows_kernel_takes(gm.k_h, gm.k_w)
+            && (self.wq.next_multiple_of(16) as f64) <= self.wq as f64 * (1.0 + MAX_WASTE))
+            .then_some(RowsGeom {
+                k_h: gm.k_h,
+                k_w: gm.k_w,
+                wq: self.wq,
+                hq: self.hq,
+            });
+        let nq = rows
+            .as_ref()
+            .map_or(0, RowsGeom::reach)
+            .max(cs.next_multiple_of(JB));
+        Gather {
+            front,
+            // Reads reach `front + nq` (the row kernel: its farthest tap is
+            // `front` past its position), and the data must fit.
+            row: front + nq.max(self.n_wide),
+            cs,
+            taps,
+            nq,
+            rows,
+        }
+    }
+
+    /// Floats of the direct input gradient's buffer.
+    pub(crate) fn gather_out_len(gm: &Conv2dGeom, g: &super::direct::Gather) -> usize {
+        (gm.c_in_g - 1) * g.cs + g.nq
+    }
+
+    /// `dyp [c_out_g, g.row]`: `dy [c_out_g, h_out, w_out]` on the grid
+    /// after `g.front` zeros, junk columns and the rest of the row zero.
+    pub(crate) fn widen_dy_gather(
+        &self,
+        gm: &Conv2dGeom,
+        dy: &[f32],
+        g: &super::direct::Gather,
+        dyp: &mut [f32],
+    ) {
+        let (wq, w_out) = (self.wq, gm.w_out);
+        // Compiled for the active family: row copies of a few dozen floats
+        // would each be a `memcpy` call otherwise.
+        crate::kernels::simd::wide(
+            #[inline(always)]
+            || {
+                for (drow, srow) in dyp
+                    .chunks_exact_mut(g.row)
+                    .zip(dy.chunks_exact(gm.hw_out()))
+                {
+                    let (head, data) = drow.split_at_mut(g.front);
+                    head.fill(0.0);
+                    let (grid, tail) = data.split_at_mut(gm.h_out * wq);
+                    for (d, s) in grid.chunks_exact_mut(wq).zip(srow.chunks_exact(w_out)) {
+                        let (d, junk) = d.split_at_mut(w_out);
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d = *s;
+                        }
+                        junk.fill(0.0);
+                    }
+                    tail.fill(0.0);
+                }
+            },
+        );
+    }
+
     /// `dyw [c_out_g, n]`: `dy [c_out_g, h_out, w_out]` on the grid, junk
     /// and tail columns zero.
     pub(crate) fn widen_dy(&self, gm: &Conv2dGeom, dy: &[f32], n: usize, dyw: &mut [f32]) {
