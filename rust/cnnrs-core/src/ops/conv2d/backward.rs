@@ -339,6 +339,23 @@ fn dw_one(
     }
     let direct = |wg: &WideGeom| tuning.direct(gm) && wg.waste(gm) <= tuning.wide_max_waste;
     if let Some(wg) = wide.filter(|wg| direct(wg)) {
+        if let Some(rg) = wg.dw_rows(gm) {
+            let xq_len = wg.xq_len.max(rg.xq_reach(gm.c_in_g));
+            return with_scratch(xq_len + gm.c_out_g * rg.dy_len(), |buf| {
+                let (xq, dyr) = buf.split_at_mut(xq_len);
+                wg.build(gm, x, &mut xq[..wg.xq_len]);
+                xq[wg.xq_len..].fill(0.0);
+                WideGeom::widen_dy_rows(gm, dy, &rg, dyr);
+                let d = Direct {
+                    w: &[],
+                    c_out: gm.c_out_g,
+                    offsets: &wg.offsets,
+                    n: 0,
+                };
+                direct::grad_weight_rows(mm.family, &d, &rg, dyr, xq, dw);
+                Ok(())
+            });
+        }
         let (n, xq_len) = wg.direct_sizes();
         return with_scratch(xq_len + gm.c_out_g * n, |buf| {
             let (xq, dyw) = buf.split_at_mut(xq_len);

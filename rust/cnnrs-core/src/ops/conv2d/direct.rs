@@ -507,6 +507,194 @@ fn dw_body<const W: bool, M: Madd>(d: &Direct, dy: &[f32], xq: &[f32], dw: &mut 
     }
 }
 
+/// The weight gradient's grid for stride 1 and no dilation ([`dw_rows`]):
+/// `dy` copied with rows of `wq2` floats (`wq` rounded up to 16, junk
+/// columns zero) and `t_rows` rows (zero past `h_out`).
+pub(crate) struct DwRows {
+    pub k_h: usize,
+    pub k_w: usize,
+    /// Row stride of `xq`.
+    pub wq: usize,
+    /// Row stride of the `dy` copy, a multiple of 16.
+    pub wq2: usize,
+    /// Floats of `xq` per input channel.
+    pub cs: usize,
+    /// Rows the kernel walks: `h_out + k_h - 1`.
+    pub t_rows: usize,
+}
+
+impl DwRows {
+    /// Floats per output channel of the `dy` copy.
+    pub(crate) fn dy_len(&self) -> usize {
+        self.t_rows * self.wq2
+    }
+
+    /// Floats of `xq` the kernel reads (zero past the image's grid).
+    pub(crate) fn xq_reach(&self, c_in: usize) -> usize {
+        (c_in - 1) * self.cs + (self.t_rows - 1) * self.wq + self.k_w - 1 + self.wq2
+    }
+}
+
+/// `V` blocks of `LW` floats at `s[o..]`.
+#[inline(always)]
+fn blocks_w<const LW: usize, const V: usize>(s: &[f32], o: usize) -> [[f32; LW]; V] {
+    let s = &s[o..o + V * LW];
+    std::array::from_fn(|v| s[v * LW..(v + 1) * LW].try_into().expect("LW floats"))
+}
+
+/// Step `U` (of `KH`) of [`dw_rows`]: row `t` of `dy` enters the window
+/// at slot `U = t % KH`; `acc[kh] += dy[t - kh] * x[t]`.
+#[inline(always)]
+fn dw_step<const U: usize, const KH: usize, const V: usize, const LW: usize, M: Madd>(
+    acc: &mut [[[f32; LW]; V]; KH],
+    win: &mut [[[f32; LW]; V]; KH],
+    dy: &[f32],
+    xq: &[f32],
+    at_dy: usize,
+    at_x: usize,
+) {
+    if U >= KH {
+        return;
+    }
+    debug_assert!(at_dy + V * LW <= dy.len() && at_x + V * LW <= xq.len());
+    // SAFETY: `dw_rows` checked once that its farthest reads are in bounds.
+    let (d, x) = unsafe {
+        (
+            dy.get_unchecked(at_dy..at_dy + V * LW),
+            xq.get_unchecked(at_x..at_x + V * LW),
+        )
+    };
+    win[U] = blocks_w::<LW, V>(d, 0);
+    let x = blocks_w::<LW, V>(x, 0);
+    for kh in 0..KH {
+        let d = &win[(U + KH - kh) % KH];
+        for v in 0..V {
+            for l in 0..LW {
+                acc[kh][v][l] = M::madd(d[v][l], x[v][l], acc[kh][v][l]);
+            }
+        }
+    }
+}
+
+/// Sums `V x LW` lanes: the blocks first, then the lanes pairwise.
+#[inline(always)]
+fn hsum<const V: usize, const LW: usize>(a: &[[f32; LW]; V]) -> f32 {
+    let mut s = a[0];
+    for b in &a[1..] {
+        for l in 0..LW {
+            s[l] += b[l];
+        }
+    }
+    let mut w = LW;
+    while w > 1 {
+        w /= 2;
+        for l in 0..w {
+            s[l] += s[l + w];
+        }
+    }
+    s[0]
+}
+
+/// The weight gradient for stride 1 and no dilation, where the taps of
+/// kernel row `kh` are `kh` grid rows apart: for one output channel,
+/// input channel and kernel column, the kernel walks the grid's rows once,
+/// keeping the last `KH` rows of `dy` in registers, so each (misaligned)
+/// image load feeds all `KH` kernel rows (against one FMA per load in
+/// [`dw_body`]), and sums lanes once per kernel row and column block
+/// instead of once per tap and image pass. `dyr` is `[c_out, t_rows,
+/// wq2]`.
+#[inline(always)]
+fn dw_rows<const KH: usize, const V: usize, const LW: usize, M: Madd>(
+    c_out: usize,
+    c_in: usize,
+    rg: &DwRows,
+    dyr: &[f32],
+    xq: &[f32],
+    dw: &mut [f32],
+) {
+    let kw_n = rg.k_w;
+    let k = c_in * KH * kw_n;
+    // The farthest reads of `dw_step` (which skips its bounds checks):
+    // `dy` up to row `t_rows - 1`, column block `wq2 - V*LW` of the last
+    // channel; the image up to `xq_reach`.
+    assert!(rg.wq2 % (V * LW) == 0 && dyr.len() >= c_out * rg.dy_len());
+    assert!(c_in > 0 && xq.len() >= rg.xq_reach(c_in) && dw.len() >= c_out * k);
+    for co in 0..c_out {
+        let dyc = &dyr[co * rg.dy_len()..(co + 1) * rg.dy_len()];
+        for c in 0..c_in {
+            for kw in 0..kw_n {
+                let mut sums = [0.0f32; KH];
+                for x0 in (0..rg.wq2).step_by(V * LW) {
+                    let mut acc = [[[0.0f32; LW]; V]; KH];
+                    let mut win = [[[0.0f32; LW]; V]; KH];
+                    let xb = c * rg.cs + kw + x0;
+                    for g in (0..rg.t_rows).step_by(KH) {
+                        macro_rules! steps {
+                            ($($u:literal)*) => {
+                                $(dw_step::<$u, KH, V, LW, M>(
+                                    &mut acc,
+                                    &mut win,
+                                    dyc,
+                                    xq,
+                                    x0 + (g + $u) * rg.wq2,
+                                    xb + (g + $u) * rg.wq,
+                                );)*
+                            };
+                        }
+                        if g + KH <= rg.t_rows {
+                            steps!(0 1 2 3 4 5 6);
+                        } else {
+                            // The last, partial group: the same steps, each
+                            // guarded (`t_rows` need not be a multiple of KH).
+                            macro_rules! tail {
+                                ($($u:literal)*) => {
+                                    $(if g + $u < rg.t_rows {
+                                        steps!($u);
+                                    })*
+                                };
+                            }
+                            tail!(0 1 2 3 4 5 6);
+                        }
+                    }
+                    for (s, a) in sums.iter_mut().zip(&acc) {
+                        *s += hsum(a);
+                    }
+                }
+                for (kh, s) in sums.iter().enumerate() {
+                    dw[co * k + (c * KH + kh) * kw_n + kw] += s;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn dw_rows_body<const W: bool, M: Madd>(
+    d: &Direct,
+    rg: &DwRows,
+    dyr: &[f32],
+    xq: &[f32],
+    dw: &mut [f32],
+) {
+    let c_in = d.offsets.len() / (rg.k_h * rg.k_w);
+    let two = rg.wq2 % 32 == 0;
+    macro_rules! go {
+        ($kh:literal) => {
+            match (W, two) {
+                (true, true) => dw_rows::<$kh, 2, 16, M>(d.c_out, c_in, rg, dyr, xq, dw),
+                (true, false) => dw_rows::<$kh, 1, 16, M>(d.c_out, c_in, rg, dyr, xq, dw),
+                (false, _) => dw_rows::<$kh, 1, 8, M>(d.c_out, c_in, rg, dyr, xq, dw),
+            }
+        };
+    }
+    match rg.k_h {
+        3 => go!(3),
+        5 => go!(5),
+        7 => go!(7),
+        _ => unreachable!("dw_rows: kernel height {}", rg.k_h),
+    }
+}
+
 macro_rules! family_fns {
     ($body:ident, $name:ident, ($($arg:ident : $ty:ty),*)) => {
         /// Runs the kernel with the given family's instruction set.
@@ -539,3 +727,4 @@ macro_rules! family_fns {
 family_fns!(fwd_body, forward, (xq: &[f32], y: &mut [f32]));
 family_fns!(dx_body, grad_input, (g: &Gather, dyp: &[f32], dxq: &mut [f32]));
 family_fns!(dw_body, grad_weight, (dy: &[f32], xq: &[f32], dw: &mut [f32]));
+family_fns!(dw_rows_body, grad_weight_rows, (rg: &DwRows, dyr: &[f32], xq: &[f32], dw: &mut [f32]));

@@ -765,8 +765,9 @@ fn default_fast_paths_match_reference_on_every_family() {
 }
 
 /// The direct kernels (few output channels) on maps wide enough for the
-/// input gradient's row kernel (stride 1: blocks of grid rows; two or one
-/// 16-lane blocks per row on AVX-512, one on AVX2 and the portable path),
+/// row kernels of the input and weight gradients (stride 1: blocks of grid
+/// rows; two or one 16-lane blocks per row on AVX-512, one on AVX2 and the
+/// portable path),
 /// and its per-channel gather (stride 2, dilation) with several input
 /// channels, on every SIMD family.
 #[test]
@@ -814,6 +815,7 @@ fn direct_kernels_match_reference_on_image_sized_maps() {
         let wg = wide::WideGeom::new(&gm, Tuning::DEFAULT.wide_max_waste).unwrap();
         let stride1 = p.stride == (1, 1) && p.dilation == (1, 1);
         assert_eq!(wg.gather(&gm).rows.is_some(), stride1, "{xs:?} {ws:?}");
+        assert_eq!(wg.dw_rows(&gm).is_some(), stride1, "{xs:?} {ws:?}");
         let x = tensor(&mut rng, &xs);
         let w = tensor(&mut rng, &ws);
         let b = tensor(&mut rng, &ws[..1]);

@@ -337,6 +337,57 @@ impl WideGeom {
         }
     }
 
+    /// The grid of the direct weight gradient's row kernel (see
+    /// [`super::direct::DwRows`]): stride 1, no dilation, a kernel height
+    /// it takes, and rows whose rounding to 16 lanes wastes little.
+    pub(crate) fn dw_rows(&self, gm: &Conv2dGeom) -> Option<super::direct::DwRows> {
+        let wq2 = self.wq.next_multiple_of(16);
+        let fits = gm.stride_h == 1
+            && gm.stride_w == 1
+            && gm.dil_h == 1
+            && gm.dil_w == 1
+            && super::direct::rows_kernel_takes(gm.k_h, gm.k_w)
+            && wq2 as f64 <= gm.w_out as f64 * (1.0 + MAX_WASTE) + 16.0 * MAX_WASTE;
+        fits.then(|| super::direct::DwRows {
+            k_h: gm.k_h,
+            k_w: gm.k_w,
+            wq: self.wq,
+            wq2,
+            cs: self.hq * self.wq,
+            t_rows: gm.h_out + gm.k_h - 1,
+        })
+    }
+
+    /// `dyr [c_out_g, t_rows, wq2]`: `dy [c_out_g, h_out, w_out]` with rows
+    /// of `wq2` floats, zero past `w_out` and past row `h_out`.
+    pub(crate) fn widen_dy_rows(
+        gm: &Conv2dGeom,
+        dy: &[f32],
+        rg: &super::direct::DwRows,
+        dyr: &mut [f32],
+    ) {
+        let w_out = gm.w_out;
+        crate::kernels::simd::wide(
+            #[inline(always)]
+            || {
+                for (drow, srow) in dyr
+                    .chunks_exact_mut(rg.dy_len())
+                    .zip(dy.chunks_exact(gm.hw_out()))
+                {
+                    let (grid, tail) = drow.split_at_mut(gm.h_out * rg.wq2);
+                    for (d, s) in grid.chunks_exact_mut(rg.wq2).zip(srow.chunks_exact(w_out)) {
+                        let (d, junk) = d.split_at_mut(w_out);
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d = *s;
+                        }
+                        junk.fill(0.0);
+                    }
+                    tail.fill(0.0);
+                }
+            },
+        );
+    }
+
     /// Floats of the direct input gradient's buffer.
     pub(crate) fn gather_out_len(gm: &Conv2dGeom, g: &super::direct::Gather) -> usize {
         (gm.c_in_g - 1) * g.cs + g.nq
