@@ -102,7 +102,8 @@ unsafe fn tile_avx2<const PACK: bool>(
     // to `b_dst` as the packed panel the next tiles of this column read.
     let (b_step, mut b_out) = if PACK { (ldb, b_dst) } else { (NR, b_dst) };
     let (mut a, mut b) = (a, b);
-    for _ in 0..kc {
+    let pf_every = kc.checked_div(ep.pf_rows).unwrap_or(1).max(1);
+    for k in 0..kc {
         let mut bv = [_mm256_setzero_ps(); NV];
         for (v, x) in bv.iter_mut().enumerate() {
             // SAFETY: `b` walks the `kc*NR` floats of the packed B panel,
@@ -115,11 +116,12 @@ unsafe fn tile_avx2<const PACK: bool>(
                 unsafe { _mm256_storeu_ps(b_out.add(v * 8), *x) };
             }
         }
-        if PACK {
-            // This row two panels ahead, towards L2 (see the AVX-512
-            // kernel); two lines: an unaligned 64-byte row spans two.
-            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(2 * NR) as *const i8);
-            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(3 * NR - 1) as *const i8);
+        if !ep.pf_src.is_null() && k % pf_every == 0 && k / pf_every < ep.pf_rows {
+            // One source row of a panel still to be packed, towards L2 (see
+            // `macro_kernel`); two lines: an unaligned 64-byte row spans two.
+            let row = ep.pf_src.wrapping_add((k / pf_every) * ep.pf_ld);
+            _mm_prefetch::<_MM_HINT_T1>(row as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(NR - 1) as *const i8);
         }
         for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: `a` walks the `MR*kc` floats of the packed A panel,

@@ -122,7 +122,8 @@ unsafe fn tile_avx512<const PACK: bool>(
     // to `b_dst` as the packed panel the next tiles of this column read.
     let (b_step, mut b_out) = if PACK { (ldb, b_dst) } else { (NR, b_dst) };
     let (mut a, mut b) = (a, b);
-    for _ in 0..kc {
+    let pf_every = kc.checked_div(ep.pf_rows).unwrap_or(1).max(1);
+    for k in 0..kc {
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, x) in bv.iter_mut().enumerate() {
             // SAFETY: `b` walks the `kc*NR` floats of the packed B panel,
@@ -135,18 +136,14 @@ unsafe fn tile_avx512<const PACK: bool>(
                 unsafe { _mm512_storeu_ps(b_out.add(v * 16), *x) };
             }
         }
-        if PACK {
-            // This row two panels ahead (`2*NR` floats on), towards L2,
-            // so that panel's packing tile does not wait on memory: without
-            // it, this tile took ~4x a plain one on the 1x1 convolution
-            // (rows 12.5 KB apart, no hardware stream to follow); one panel
-            // ahead measured 0.71-0.72 of peak, two 0.73-0.76, four the
-            // same as two; the same prefetches spread over all the tiles of
-            // the column instead of issued here: 0.60. Three lines: an unaligned row spans three. A
-            // prefetch never faults, whatever the address.
-            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(2 * NR) as *const i8);
-            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(2 * NR + 16) as *const i8);
-            _mm_prefetch::<_MM_HINT_T1>(b.wrapping_add(3 * NR - 1) as *const i8);
+        if !ep.pf_src.is_null() && k % pf_every == 0 && k / pf_every < ep.pf_rows {
+            // One source row of a panel still to be packed, towards L2 (see
+            // `macro_kernel`). Three lines: an unaligned 128-byte row spans
+            // three. A prefetch never faults, whatever the address.
+            let row = ep.pf_src.wrapping_add((k / pf_every) * ep.pf_ld);
+            _mm_prefetch::<_MM_HINT_T1>(row as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(16) as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(NR - 1) as *const i8);
         }
         for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: `a` walks the `MR*kc` floats of the packed A panel,
