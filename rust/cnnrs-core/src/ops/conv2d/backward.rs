@@ -611,7 +611,7 @@ pub(crate) fn grad_all(
     let dual = (gm.c_in_g >= tuning.flip_min_channels)
         .then(|| flipped_geom(gm))
         .flatten();
-    if dual.as_ref().is_some_and(super::forward::batched_columns) {
+    if dual.as_ref().is_some_and(super::batched::applies) {
         return Ok(None);
     }
     let wf = dual.as_ref().map(|_| flip_weight(w, gm));

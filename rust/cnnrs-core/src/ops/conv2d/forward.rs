@@ -304,9 +304,9 @@ pub(crate) fn run(
             mm,
         )
     };
-    if batched_columns(gm) {
-        // SAFETY: `run_batched` writes every one of the `numel` floats.
-        run_batched(x, w, b, gm, relu, tuning, unsafe {
+    if super::batched::applies(gm) {
+        // SAFETY: `batched::forward` writes every one of the `numel` floats.
+        super::batched::forward(x, w, b, gm, relu, tuning, unsafe {
             spare_slice(&mut out, numel)
         })?;
         // SAFETY: all `numel` floats were written just above.
@@ -337,14 +337,6 @@ pub(crate) fn run(
     Ok(Tensor::from_parts(shape.to_vec(), out))
 }
 
-/// Small output maps under many channels (ResNet's last stages, 1x1 or 2x2
-/// maps at CIFAR sizes): per-image GEMMs would repack the whole weight
-/// matrix for a handful of columns each. Then several images share one
-/// column matrix `[K, imgs * hw]` and one threaded GEMM.
-pub(super) fn batched_columns(gm: &Conv2dGeom) -> bool {
-    gm.n >= 2 && gm.groups == 1 && gm.c_out_g >= 2 * gm.hw_out() && gm.hw_out() <= 256
-}
-
 /// The spare capacity of `v` as a plain slice of `len` floats.
 ///
 /// # Safety
@@ -353,56 +345,4 @@ pub(super) fn batched_columns(gm: &Conv2dGeom) -> bool {
 unsafe fn spare_slice(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     // SAFETY: forwarded from the caller.
     unsafe { super::assume_written(&mut v.spare_capacity_mut()[..len]) }
-}
-
-/// [`run`] for [`batched_columns`] shapes: chunks of images whose columns fit
-/// a panel go through one `gemm_par`, then the `[c_out, imgs, hw]` result
-/// is scattered to NCHW.
-fn run_batched(
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    gm: &Conv2dGeom,
-    relu: bool,
-    tuning: &Tuning,
-    out: &mut [f32],
-) -> Result<()> {
-    let (k, hw, c_out) = (gm.col_rows(), gm.hw_out(), gm.c_out);
-    let x_img = gm.c_in * gm.hw_in();
-    let imgs = (tuning.panel_floats.max(k * hw) / (k * hw)).clamp(1, gm.n);
-    let a = MatRef::row_major(w, c_out, k, k);
-    let opts = GemmOpts {
-        bias_row: b,
-        relu,
-        ..GemmOpts::default()
-    };
-    let mut one = vec![0.0f32; k * hw]; // [K, hw] of one image
-    let mut cols = vec![0.0f32; k * imgs * hw]; // [K, imgs*hw]
-    let mut res = vec![0.0f32; c_out * imgs * hw]; // [c_out, imgs*hw]
-    for i0 in (0..gm.n).step_by(imgs) {
-        let m = imgs.min(gm.n - i0);
-        let width = m * hw;
-        for i in 0..m {
-            im2col(
-                &x[(i0 + i) * x_img..(i0 + i + 1) * x_img],
-                gm,
-                0,
-                gm.h_out,
-                &mut one,
-            );
-            for r in 0..k {
-                cols[r * width + i * hw..r * width + (i + 1) * hw]
-                    .copy_from_slice(&one[r * hw..(r + 1) * hw]);
-            }
-        }
-        let bm = MatRef::row_major(&cols[..k * width], k, width, width);
-        crate::kernels::gemm_par(a, bm, &mut res[..c_out * width], width, &opts);
-        for i in 0..m {
-            for co in 0..c_out {
-                out[((i0 + i) * c_out + co) * hw..((i0 + i) * c_out + co + 1) * hw]
-                    .copy_from_slice(&res[co * width + i * hw..co * width + (i + 1) * hw]);
-            }
-        }
-    }
-    Ok(())
 }

@@ -43,6 +43,7 @@ use crate::{arg_err, shape_err};
 // The kernels are crate-visible: `conv_transpose2d` runs them on the dual
 // geometry (its forward is this op's input gradient, and so on).
 pub(crate) mod backward;
+pub(crate) mod batched;
 pub(crate) mod direct;
 pub(crate) mod forward;
 pub mod params;
@@ -300,6 +301,14 @@ pub(crate) fn backward_tuned(
     let gm = Conv2dGeom::new(x.shape(), w.shape(), None, p)?;
     check_grad_out(&gm, grad_out)?;
     let (xd, wd, gd) = (x.data(), w.data(), grad_out.data());
+    if batched::applies(&gm) {
+        let (input, weight, bias) = batched::backward(xd, wd, gd, needs, &gm, tuning)?;
+        return Ok(Conv2dGrads {
+            input,
+            weight,
+            bias,
+        });
+    }
     if needs.input && needs.weight {
         if let Some((dx, dw, db)) = backward::grad_all(xd, wd, gd, needs.bias, &gm, tuning)? {
             return Ok(Conv2dGrads {

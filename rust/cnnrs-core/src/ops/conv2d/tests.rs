@@ -867,8 +867,8 @@ fn direct_kernels_match_reference_on_image_sized_maps() {
 #[test]
 fn batched_columns_path_matches_reference() {
     // Many output channels over tiny maps (ResNet's last stages at CIFAR
-    // sizes) take the path that shares one column matrix across images;
-    // a small panel splits the batch into several chunks.
+    // sizes) take the path that shares one column matrix across images,
+    // forward and backward; a small panel splits the batch into chunks.
     let mut rng = Rng::new(77);
     let small_panel = Tuning {
         panel_floats: 64,
@@ -885,14 +885,42 @@ fn batched_columns_path_matches_reference() {
         let w = tensor(&mut rng, &[c_out, c_in, k, k]);
         let b = tensor(&mut rng, &[c_out]);
         let gm = Conv2dGeom::new(x.shape(), w.shape(), Some(b.shape()), &p).unwrap();
-        assert!(forward::batched_columns(&gm), "case takes the batched path");
+        assert!(batched::applies(&gm), "case takes the batched path");
         let want = reference::forward(&x, &w, Some(&b), &p).unwrap();
+        let dy = tensor(&mut rng, want.shape());
+        let (dx, dw, db) = reference::backward(&x, &w, &dy, &p).unwrap();
         for t in [&Tuning::DEFAULT, &small_panel] {
             let got = forward_tuned(&x, &w, Some(&b), &p, false, t).unwrap();
             assert_close(got.data(), want.data(), 1e-4, 1e-4, "batched columns");
             let relu = forward_tuned(&x, &w, Some(&b), &p, true, t).unwrap();
             let relu_want: Vec<f32> = want.data().iter().map(|v| v.max(0.0)).collect();
             assert_close(relu.data(), &relu_want, 1e-4, 1e-4, "batched columns relu");
+            // Every subset of the gradients (each pass alone and together).
+            for (input, weight, bias) in [
+                (true, true, true),
+                (true, false, false),
+                (false, true, false),
+                (false, false, true),
+            ] {
+                let needs = Conv2dNeeds {
+                    input,
+                    weight,
+                    bias,
+                };
+                let g = backward_tuned(&x, &w, &dy, &p, needs, t).unwrap();
+                assert_eq!(g.input.is_some(), input);
+                assert_eq!(g.weight.is_some(), weight);
+                assert_eq!(g.bias.is_some(), bias);
+                if let Some(gx) = g.input {
+                    assert_close(gx.data(), dx.data(), 1e-4, 1e-4, "batched dx");
+                }
+                if let Some(gw) = g.weight {
+                    assert_close(gw.data(), dw.data(), 1e-4, 1e-3, "batched dw");
+                }
+                if let Some(gb) = g.bias {
+                    assert_close(gb.data(), db.data(), 1e-4, 1e-3, "batched db");
+                }
+            }
         }
     }
 }
