@@ -50,6 +50,7 @@ mod avx2;
 mod avx512;
 mod pack;
 mod scalar;
+mod skinny;
 
 #[cfg(test)]
 use pack::pack_rows_interleaved;
@@ -676,6 +677,12 @@ unsafe fn run_serial<B: BSource>(
 ) {
     #[cfg(test)]
     tests::LAST_FAMILY.with(|f| f.set(Some(family)));
+    if family == SimdFamily::Avx512 && b.n() <= skinny::MAX_N && a.cs == 1 && a.cols > 0 {
+        // SAFETY: forwarded from the caller; AVX-512 was resolved as
+        // available.
+        unsafe { skinny::run(a, b, c, ldc, opts) };
+        return;
+    }
     // SAFETY (all three arms): forwarded from the caller; `family` was
     // resolved to one the CPU runs, which is what `driver::<K>` requires.
     unsafe {
