@@ -13,22 +13,15 @@ mod tests;
 
 /// `max(x, 0)` elementwise. NaN stays NaN, as in PyTorch.
 pub fn relu_forward(x: &Tensor) -> Tensor {
-    let data = x
-        .data()
-        .iter()
-        .map(|&v| if v > 0.0 || v.is_nan() { v } else { 0.0 })
-        .collect();
+    let data =
+        crate::ops::elementwise::map(x.data(), |v| if v > 0.0 || v.is_nan() { v } else { 0.0 });
     Tensor::from_parts(x.shape().to_vec(), data)
 }
 
 /// `g` where `y > 0`, else 0.
 pub fn relu_backward(g: &Tensor, y: &Tensor) -> Tensor {
-    let data = g
-        .data()
-        .iter()
-        .zip(y.data())
-        .map(|(&g, &y)| if y > 0.0 { g } else { 0.0 })
-        .collect();
+    let data =
+        crate::ops::elementwise::zip_map(g.data(), y.data(), |g, y| if y > 0.0 { g } else { 0.0 });
     Tensor::from_parts(g.shape().to_vec(), data)
 }
 

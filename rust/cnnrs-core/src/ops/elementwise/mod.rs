@@ -43,6 +43,40 @@ impl BinaryOp {
     }
 }
 
+/// `f(a[i], b[i])` for equal-length slices: chunked over the pool when
+/// large (a residual add on a 56x56x256 map ran serially: 4% of ResNet-50's
+/// two-thread inference on the calling thread), each chunk compiled for
+/// the active SIMD family.
+pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "zip_map: lengths differ");
+    crate::parallel::map_new(a.len(), |off, out| {
+        let (a, b) = (&a[off..off + out.len()], &b[off..off + out.len()]);
+        crate::kernels::simd::wide(
+            #[inline(always)]
+            || {
+                for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            },
+        )
+    })
+}
+
+/// `f(a[i])`, as [`zip_map`].
+pub(crate) fn map(a: &[f32], f: impl Fn(f32) -> f32 + Sync + Send) -> Vec<f32> {
+    crate::parallel::map_new(a.len(), |off, out| {
+        let a = &a[off..off + out.len()];
+        crate::kernels::simd::wide(
+            #[inline(always)]
+            || {
+                for (o, &x) in out.iter_mut().zip(a) {
+                    *o = f(x);
+                }
+            },
+        )
+    })
+}
+
 /// The broadcast shape of `a` and `b`.
 ///
 /// # Errors
@@ -129,12 +163,12 @@ fn for_each_broadcast(
 /// `ShapeMismatch` when the shapes do not broadcast.
 pub fn binary_forward(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() == b.shape() {
-        let data = a
-            .data()
-            .iter()
-            .zip(b.data())
-            .map(|(&x, &y)| op.apply(x, y))
-            .collect();
+        let data = match op {
+            BinaryOp::Add => zip_map(a.data(), b.data(), |x, y| x + y),
+            BinaryOp::Sub => zip_map(a.data(), b.data(), |x, y| x - y),
+            BinaryOp::Mul => zip_map(a.data(), b.data(), |x, y| x * y),
+            BinaryOp::Div => zip_map(a.data(), b.data(), |x, y| x / y),
+        };
         return Ok(Tensor::from_parts(a.shape().to_vec(), data));
     }
     let out_shape = broadcast_shape(op.name(), a.shape(), b.shape())?;
