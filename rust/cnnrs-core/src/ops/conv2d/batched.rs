@@ -28,7 +28,7 @@ use super::params::Conv2dGeom;
 use super::{forward::GemmFn, Tuning};
 use crate::error::Result;
 use crate::kernels::{GemmOpts, MatRef};
-use crate::tensor::{try_zeros, Tensor};
+use crate::tensor::Tensor;
 
 /// True when the shapes take this path: several images, one group, at
 /// least twice as many output channels as output positions, small maps.
@@ -183,24 +183,22 @@ pub(super) fn forward(
         ..GemmOpts::default()
     };
     let mm: GemmFn = tuning.mm(true);
-    let mut cols = try_zeros(k * imgs * hw)?; // [K, imgs*hw]
-    let mut res = try_zeros(c_out * imgs * hw)?; // [c_out, imgs*hw]
-    for i0 in (0..gm.n).step_by(imgs) {
-        let m = imgs.min(gm.n - i0);
-        let width = m * hw;
-        im2col(
-            &x[i0 * x_img..(i0 + m) * x_img],
-            gm,
-            &taps,
-            m,
-            &mut cols[..k * width],
-        );
-        let bm = MatRef::row_major(&cols[..k * width], k, width, width);
-        mm.call(a, bm, &mut res[..c_out * width], width, &opts);
-        // [c_out, m, hw] -> [m, c_out, hw]
-        swap_blocks(&res, &mut out[i0 * y_img..(i0 + m) * y_img], m, c_out, hw);
-    }
-    Ok(())
+    // Scratch reused across calls (its contents are overwritten before
+    // they are read: im2col and the GEMM write every element they use).
+    super::with_scratch(k * imgs * hw + c_out * imgs * hw, |buf| {
+        let (cols, res) = buf.split_at_mut(k * imgs * hw); // [K, imgs*hw], [c_out, imgs*hw]
+        for i0 in (0..gm.n).step_by(imgs) {
+            let m = imgs.min(gm.n - i0);
+            let width = m * hw;
+            let cols = &mut cols[..k * width];
+            im2col(&x[i0 * x_img..(i0 + m) * x_img], gm, &taps, m, cols);
+            let bm = MatRef::row_major(cols, k, width, width);
+            mm.call(a, bm, &mut res[..c_out * width], width, &opts);
+            // [c_out, m, hw] -> [m, c_out, hw]
+            swap_blocks(res, &mut out[i0 * y_img..(i0 + m) * y_img], m, c_out, hw);
+        }
+        Ok(())
+    })
 }
 
 /// The gradients this path computes: input, weight, bias (each when asked).
@@ -221,56 +219,57 @@ pub(super) fn backward(
     let taps = Taps::new(gm);
     let mm: GemmFn = tuning.mm(true);
     let x_numel = crate::tensor::checked_numel(&[gm.n, gm.c_in, gm.h_in, gm.w_in])?;
-    // Overwritten image by image by `col2im`.
-    let mut dx = if needs.input {
-        Some(try_zeros(x_numel)?)
-    } else {
-        None
-    };
     let mut dw = if needs.weight {
         Some(Tensor::zeros(&[c_out, gm.c_in_g, gm.k_h, gm.k_w])?)
     } else {
         None
     };
-    let mut dyb = try_zeros(c_out * imgs * hw)?; // [c_out, imgs*hw]
-    let mut cols = try_zeros(k * imgs * hw)?; // [K, imgs*hw]
+    // `col2im` overwrites every image of `dx` (zeroing it first), chunk by
+    // chunk; on an error the buffer is dropped unread.
+    let mut dx_buf = if needs.input {
+        Some(super::uninit_buffer::<f32>(x_numel)?)
+    } else {
+        None
+    };
     let wt = MatRef::transposed(w, k, c_out, k); // [K, c_out]
     let acc = GemmOpts {
         accumulate: true,
         ..GemmOpts::default()
     };
-    for i0 in (0..gm.n).step_by(imgs) {
-        let m = imgs.min(gm.n - i0);
-        let width = m * hw;
-        // [m, c_out, hw] -> [c_out, m, hw]
-        swap_blocks(
-            &dy[i0 * y_img..(i0 + m) * y_img],
-            &mut dyb[..c_out * width],
-            c_out,
-            m,
-            hw,
-        );
-        let dyr = MatRef::row_major(&dyb[..c_out * width], c_out, width, width);
-        if let Some(dw) = dw.as_mut() {
-            im2col(
-                &x[i0 * x_img..(i0 + m) * x_img],
-                gm,
-                &taps,
-                m,
-                &mut cols[..k * width],
-            );
-            let colt = MatRef::transposed(&cols[..k * width], width, k, width); // [width, K]
-            mm.call(dyr, colt, dw.data_mut(), k, &acc);
+    super::with_scratch(c_out * imgs * hw + k * imgs * hw, |buf| {
+        let (dyb, cols) = buf.split_at_mut(c_out * imgs * hw); // [c_out, imgs*hw], [K, imgs*hw]
+        for i0 in (0..gm.n).step_by(imgs) {
+            let m = imgs.min(gm.n - i0);
+            let width = m * hw;
+            let dyb = &mut dyb[..c_out * width];
+            // [m, c_out, hw] -> [c_out, m, hw]
+            swap_blocks(&dy[i0 * y_img..(i0 + m) * y_img], dyb, c_out, m, hw);
+            let dyr = MatRef::row_major(dyb, c_out, width, width);
+            let cols = &mut cols[..k * width];
+            if let Some(dw) = dw.as_mut() {
+                im2col(&x[i0 * x_img..(i0 + m) * x_img], gm, &taps, m, cols);
+                let colt = MatRef::transposed(cols, width, k, width); // [width, K]
+                mm.call(dyr, colt, dw.data_mut(), k, &acc);
+            }
+            if let Some(v) = dx_buf.as_mut() {
+                let spare = &mut v.spare_capacity_mut()[i0 * x_img..(i0 + m) * x_img];
+                // SAFETY: `col2im` fills every image it is given before
+                // adding into it.
+                let dx = unsafe { super::assume_written(spare) };
+                mm.call(wt, dyr, cols, width, &GemmOpts::default());
+                col2im(cols, gm, &taps, m, dx);
+            }
         }
-        if let Some(dx) = dx.as_mut() {
-            let dcol = &mut cols[..k * width];
-            mm.call(wt, dyr, dcol, width, &GemmOpts::default());
-            col2im(dcol, gm, &taps, m, &mut dx[i0 * x_img..(i0 + m) * x_img]);
-        }
-    }
+        Ok(())
+    })?;
+    let dx = dx_buf.map(|mut v| {
+        // SAFETY: the loop above wrote every image (the chunks cover
+        // `0..n`), and returned early on any error.
+        unsafe { v.set_len(x_numel) };
+        Tensor::from_parts(vec![gm.n, gm.c_in, gm.h_in, gm.w_in], v)
+    });
     let db = needs
         .bias
         .then(|| super::backward::channel_sums(dy, c_out, hw));
-    let dx = dx.map(|v| Tensor::from_parts(vec![gm.n, gm.c_in, gm.h_in, gm.w_in], v));
     Ok((dx, dw, db))
 }
