@@ -506,15 +506,18 @@ fn gemm_impl<B: BSource>(
     }
 }
 
-/// Parallel products below this many flops (~0.25 ms on one core) run their
+/// Parallel products below this many flops (~1 ms on one core) run their
 /// tasks with the calling thread taking part
-/// ([`crate::parallel::for_each_index`]): the pool's wake-up latency is a
-/// large share of such a call. Measured in alternating harness runs at 2
-/// threads: sgemm_256 0.153 -> 0.141 ms, ResNet-18 (32x32) batch-1
-/// inference 2.25 -> 1.87 ms, LeNet-5 training step 1.61 -> 1.39 ms. Larger
-/// products keep rayon's split: with the limit at 2^28, ResNet-50's batch-1
-/// inference ran 17% slower and the rows after it moved.
-const CALLER_TASKS_MAX_FLOPS: usize = 1 << 26;
+/// ([`crate::parallel::for_each_index`]): the pool's wake-ups are a large
+/// share of such a call, and under contention the caller's own wake-up can
+/// wait for a busy core. Measured in alternating harness runs at 2 threads
+/// (below 2^26 first): sgemm_256 0.153 -> 0.141 ms, ResNet-18 (32x32)
+/// batch-1 inference 2.25 -> 1.8 ms, LeNet-5 training step 1.61 -> 1.4 ms,
+/// other rows within the machine's noise; with a busy process on one core,
+/// the batch-1 3x3 forward+backward (231 MFLOP products) 2.7-3.2x its quiet
+/// time -> 1.2-1.7x once 2^28 was reached. Larger products (a batch's
+/// worth of columns) keep rayon's split.
+const CALLER_TASKS_MAX_FLOPS: usize = 1 << 28;
 
 /// A raw pointer that may cross to pool threads (tasks write disjoint tiles).
 #[derive(Clone, Copy)]
