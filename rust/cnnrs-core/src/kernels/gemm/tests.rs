@@ -134,6 +134,17 @@ fn make_view(rng: &mut Rng, rows: usize, cols: usize, layout: Layout) -> (Vec<f3
     }
 }
 
+/// The `rows x cols` matrix a [`make_view`] result describes.
+fn as_mat(view: &(Vec<f32>, usize, usize), rows: usize, cols: usize) -> MatRef<'_> {
+    MatRef {
+        data: &view.0,
+        rows,
+        cols,
+        rs: view.1,
+        cs: view.2,
+    }
+}
+
 const LAYOUTS: [Layout; 4] = [
     Layout::RowMajor,
     Layout::Transposed,
@@ -160,22 +171,9 @@ fn check_family(family: SimdFamily, par: bool, seed: u64, cases: usize) {
         let k = pick(&mut rng, 300);
         let la = LAYOUTS[rng.below(4)];
         let lb = LAYOUTS[rng.below(4)];
-        let (a_data, a_rs, a_cs) = make_view(&mut rng, m, k, la);
-        let (b_data, b_rs, b_cs) = make_view(&mut rng, k, n, lb);
-        let a = MatRef {
-            data: &a_data,
-            rows: m,
-            cols: k,
-            rs: a_rs,
-            cs: a_cs,
-        };
-        let b = MatRef {
-            data: &b_data,
-            rows: k,
-            cols: n,
-            rs: b_rs,
-            cs: b_cs,
-        };
+        let a_view = make_view(&mut rng, m, k, la);
+        let b_view = make_view(&mut rng, k, n, lb);
+        let (a, b) = (as_mat(&a_view, m, k), as_mat(&b_view, k, n));
         let br = rng.normal_vec(m);
         let bc = rng.normal_vec(n);
         let flags = case % 16;
@@ -595,22 +593,9 @@ fn skinny_products_match_naive() {
         for (m, k) in [(1, 1), (3, 15), (4, 16), (9, 17), (33, 600), (70, 1100)] {
             let la = [Layout::RowMajor, Layout::Padded][case % 2];
             let lb = LAYOUTS[case % 4];
-            let (a_data, a_rs, a_cs) = make_view(&mut rng, m, k, la);
-            let (b_data, b_rs, b_cs) = make_view(&mut rng, k, n, lb);
-            let a = MatRef {
-                data: &a_data,
-                rows: m,
-                cols: k,
-                rs: a_rs,
-                cs: a_cs,
-            };
-            let b = MatRef {
-                data: &b_data,
-                rows: k,
-                cols: n,
-                rs: b_rs,
-                cs: b_cs,
-            };
+            let a_view = make_view(&mut rng, m, k, la);
+            let b_view = make_view(&mut rng, k, n, lb);
+            let (a, b) = (as_mat(&a_view, m, k), as_mat(&b_view, k, n));
             let (br, bc) = (rng.normal_vec(m), rng.normal_vec(n));
             let flags = case % 16;
             let opts = GemmOpts {
