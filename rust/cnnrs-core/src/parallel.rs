@@ -260,6 +260,32 @@ pub fn for_each_index(n: usize, f: impl Fn(usize) + Sync) {
     }
 }
 
+/// Runs `f(i, block_i)` over the `block`-element blocks of `out` (the last
+/// may be shorter), on the pool when `out` holds at least `par_min`
+/// elements and two blocks, else in order on the calling thread.
+pub fn for_each_block_mut(
+    out: &mut [f32],
+    block: usize,
+    par_min: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    if block == 0 || out.is_empty() {
+        return;
+    }
+    if out.len() >= par_min && out.len() > block && get_num_threads() > 1 {
+        install(|| {
+            out.par_chunks_mut(block)
+                .enumerate()
+                .for_each(|(i, o)| f(i, o))
+        });
+    } else {
+        for (i, o) in out.chunks_mut(block).enumerate() {
+            f(i, o);
+        }
+    }
+}
+
 /// Elements below which an elementwise pass stays on the calling thread (a
 /// pool hand-off costs a few microseconds; 64K floats take about that long).
 pub const ELEMENTWISE_MIN: usize = 1 << 16;

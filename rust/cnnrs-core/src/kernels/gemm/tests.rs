@@ -174,35 +174,49 @@ fn check_family(family: SimdFamily, par: bool, seed: u64, cases: usize) {
         let a_view = make_view(&mut rng, m, k, la);
         let b_view = make_view(&mut rng, k, n, lb);
         let (a, b) = (as_mat(&a_view, m, k), as_mat(&b_view, k, n));
-        let br = rng.normal_vec(m);
-        let bc = rng.normal_vec(n);
-        let flags = case % 16;
-        let opts = GemmOpts {
-            accumulate: flags & 1 != 0,
-            bias_row: (flags & 2 != 0).then_some(&br[..]),
-            bias_col: (flags & 4 != 0).then_some(&bc[..]),
-            relu: flags & 8 != 0,
-        };
         let ldc = n + rng.below(3);
-        let init = rng.normal_vec((m - 1) * ldc + n);
-        let expect = naive_full(a, b, &init, ldc, &opts);
-        let mut c = init.clone();
-        if par {
-            gemm_par_with(family, a, b, &mut c, ldc, &opts);
-        } else {
-            gemm_with(family, a, b, &mut c, ldc, &opts);
-        }
-        let what = format!(
-            "{family} par={par} case {case}: m={m} n={n} k={k} A {la:?} B {lb:?} ldc={ldc} {opts:?}"
-        );
-        // Sums of up to ~300 products of unit normals: allow for f32
-        // rounding growing with sqrt(k).
-        assert_close(&c, &expect, 1e-4, 1e-4 * (k as f32).sqrt(), &what);
-        // Padding between rows of C (ldc > n) is never written.
-        for i in 0..m.saturating_sub(1) {
-            for j in n..ldc {
-                assert_eq!(c[i * ldc + j], init[i * ldc + j], "{what}: wrote padding");
-            }
+        let what = format!("{family} case {case}: m={m} n={n} k={k} A {la:?} B {lb:?}");
+        check_product(&mut rng, family, par, (a, b), case % 16, ldc, &what);
+    }
+}
+
+/// `C = [C +] A·B` with the epilogue chosen by `flags` (bit 0 accumulate,
+/// 1 bias per row, 2 bias per column, 3 ReLU) into a C with row stride
+/// `ldc`, serial or parallel, against [`naive_full`]; the padding between
+/// rows of C (`ldc > n`) must stay untouched.
+fn check_product(
+    rng: &mut Rng,
+    family: SimdFamily,
+    par: bool,
+    (a, b): (MatRef, MatRef),
+    flags: usize,
+    ldc: usize,
+    what: &str,
+) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    let br = rng.normal_vec(m);
+    let bc = rng.normal_vec(n);
+    let opts = GemmOpts {
+        accumulate: flags & 1 != 0,
+        bias_row: (flags & 2 != 0).then_some(&br[..]),
+        bias_col: (flags & 4 != 0).then_some(&bc[..]),
+        relu: flags & 8 != 0,
+    };
+    let init = rng.normal_vec((m - 1) * ldc + n);
+    let expect = naive_full(a, b, &init, ldc, &opts);
+    let mut c = init.clone();
+    if par {
+        gemm_par_with(family, a, b, &mut c, ldc, &opts);
+    } else {
+        gemm_with(family, a, b, &mut c, ldc, &opts);
+    }
+    let what = format!("{what} par={par} ldc={ldc} {opts:?}");
+    // Sums of up to ~1000 products of unit normals: allow for f32 rounding
+    // growing with sqrt(k).
+    assert_close(&c, &expect, 1e-4, 1e-4 * (k as f32).sqrt(), &what);
+    for i in 0..m.saturating_sub(1) {
+        for j in n..ldc {
+            assert_eq!(c[i * ldc + j], init[i * ldc + j], "{what}: wrote padding");
         }
     }
 }
@@ -596,31 +610,18 @@ fn skinny_products_match_naive() {
             let a_view = make_view(&mut rng, m, k, la);
             let b_view = make_view(&mut rng, k, n, lb);
             let (a, b) = (as_mat(&a_view, m, k), as_mat(&b_view, k, n));
-            let (br, bc) = (rng.normal_vec(m), rng.normal_vec(n));
-            let flags = case % 16;
-            let opts = GemmOpts {
-                accumulate: flags & 1 != 0,
-                bias_row: (flags & 2 != 0).then_some(&br[..]),
-                bias_col: (flags & 4 != 0).then_some(&bc[..]),
-                relu: flags & 8 != 0,
-            };
             let ldc = n + case % 3;
-            let init = rng.normal_vec((m - 1) * ldc + n);
-            let expect = naive_full(a, b, &init, ldc, &opts);
             for par in [false, true] {
-                let mut c = init.clone();
-                if par {
-                    gemm_par_with(SimdFamily::Avx512, a, b, &mut c, ldc, &opts);
-                } else {
-                    gemm_with(SimdFamily::Avx512, a, b, &mut c, ldc, &opts);
-                }
-                let what = format!("skinny m={m} n={n} k={k} B {lb:?} par={par} {opts:?}");
-                assert_close(&c, &expect, 1e-4, 1e-4 * (k as f32).sqrt(), &what);
-                for i in 0..m.saturating_sub(1) {
-                    for j in n..ldc {
-                        assert_eq!(c[i * ldc + j], init[i * ldc + j], "{what}: wrote padding");
-                    }
-                }
+                let what = format!("skinny m={m} n={n} k={k} B {lb:?}");
+                check_product(
+                    &mut rng,
+                    SimdFamily::Avx512,
+                    par,
+                    (a, b),
+                    case % 16,
+                    ldc,
+                    &what,
+                );
             }
             case += 1;
         }

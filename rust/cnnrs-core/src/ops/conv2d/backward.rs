@@ -103,7 +103,7 @@ fn dx_one(
             let out_len = WideGeom::gather_out_len(gm, &g);
             return with_scratch(out_len + gm.c_out_g * g.row, |buf| {
                 let (dxq, dyp) = buf.split_at_mut(out_len);
-                wg.widen_dy_gather(gm, dy, &g, dyp);
+                WideGeom::widen_dy(gm, dy, (g.row, g.front, wg.wq), dyp);
                 let d = Direct {
                     w,
                     c_out: gm.c_out_g,
@@ -345,7 +345,7 @@ fn dw_one(
                 let (xq, dyr) = buf.split_at_mut(xq_len);
                 wg.build(gm, x, &mut xq[..wg.xq_len]);
                 xq[wg.xq_len..].fill(0.0);
-                WideGeom::widen_dy_rows(gm, dy, &rg, dyr);
+                WideGeom::widen_dy(gm, dy, (rg.dy_len(), 0, rg.wq2), dyr);
                 let d = Direct {
                     w: &[],
                     c_out: gm.c_out_g,
@@ -361,7 +361,7 @@ fn dw_one(
             let (xq, dyw) = buf.split_at_mut(xq_len);
             wg.build(gm, x, &mut xq[..wg.xq_len]);
             xq[wg.xq_len..].fill(0.0);
-            wg.widen_dy(gm, dy, n, dyw);
+            WideGeom::widen_dy(gm, dy, (n, 0, wg.wq), dyw);
             // `w` is not read by the weight-gradient kernel.
             let d = Direct {
                 w: &[],

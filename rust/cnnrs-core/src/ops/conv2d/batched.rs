@@ -22,8 +22,6 @@
 //! channels (im2col) or images (col2im) on the pool. Every sum runs in a
 //! fixed order: results do not depend on the thread count.
 
-use rayon::prelude::*;
-
 use super::params::Conv2dGeom;
 use super::{forward::GemmFn, Tuning};
 use crate::error::Result;
@@ -93,18 +91,7 @@ fn im2col(x: &[f32], gm: &Conv2dGeom, t: &Taps, m: usize, cols: &mut [f32]) {
             }
         }
     };
-    let per_channel = t.taps * width;
-    if cols.len() >= PAR_MIN && crate::parallel::get_num_threads() > 1 {
-        crate::parallel::install(|| {
-            cols.par_chunks_mut(per_channel)
-                .enumerate()
-                .for_each(|(c, rows)| channel(c, rows))
-        });
-    } else {
-        for (c, rows) in cols.chunks_mut(per_channel).enumerate() {
-            channel(c, rows);
-        }
-    }
+    crate::parallel::for_each_block_mut(cols, t.taps * width, PAR_MIN, channel);
 }
 
 /// `dx [m, c_in, h_in, w_in]` (overwritten) from `dcol [K, m*hw]`: the
@@ -126,18 +113,9 @@ fn col2im(dcol: &[f32], gm: &Conv2dGeom, t: &Taps, m: usize, dx: &mut [f32]) {
             }
         }
     };
-    let img = gm.c_in * hw_in;
-    if dcol.len() >= PAR_MIN && crate::parallel::get_num_threads() > 1 {
-        crate::parallel::install(|| {
-            dx.par_chunks_mut(img)
-                .enumerate()
-                .for_each(|(i, d)| image(i, d))
-        });
-    } else {
-        for (i, d) in dx.chunks_mut(img).enumerate() {
-            image(i, d);
-        }
-    }
+    // Parallel when the gradient columns are large (the work is theirs).
+    let par_min = if dcol.len() >= PAR_MIN { 0 } else { usize::MAX };
+    crate::parallel::for_each_block_mut(dx, gm.c_in * hw_in, par_min, image);
 }
 
 /// Copies `src` rows to `dst` rows with a permutation of two block axes:
@@ -149,17 +127,8 @@ fn swap_blocks(src: &[f32], dst: &mut [f32], na: usize, nb: usize, len: usize) {
             dd.copy_from_slice(&src[(b * na + a) * len..(b * na + a + 1) * len]);
         }
     };
-    if dst.len() >= PAR_MIN && crate::parallel::get_num_threads() > 1 && nb * len > 0 {
-        crate::parallel::install(|| {
-            dst.par_chunks_mut(nb * len)
-                .enumerate()
-                .for_each(|(a, d)| body(a, d))
-        });
-    } else if nb * len > 0 {
-        for (a, d) in dst.chunks_mut(nb * len).enumerate().take(na) {
-            body(a, d);
-        }
-    }
+    debug_assert_eq!(dst.len(), na * nb * len);
+    crate::parallel::for_each_block_mut(dst, nb * len, PAR_MIN, body);
 }
 
 /// The forward pass: writes all of `out [n, c_out, h_out, w_out]`.

@@ -437,10 +437,10 @@ fn dx_body<const W: bool, M: Madd>(d: &Direct, g: &Gather, dyp: &[f32], dxq: &mu
     }
 }
 
-/// Sums the lanes of `v` pairwise, in a fixed order.
+/// Sums the lanes of `v` pairwise, in a fixed order (`N` a power of two).
 #[inline(always)]
-fn lane_sum(mut v: [f32; JB]) -> f32 {
-    let mut w = JB;
+fn lane_sum<const N: usize>(mut v: [f32; N]) -> f32 {
+    let mut w = N;
     while w > 1 {
         w /= 2;
         for l in 0..w {
@@ -585,14 +585,7 @@ fn hsum<const V: usize, const LW: usize>(a: &[[f32; LW]; V]) -> f32 {
             s[l] += b[l];
         }
     }
-    let mut w = LW;
-    while w > 1 {
-        w /= 2;
-        for l in 0..w {
-            s[l] += s[l + w];
-        }
-    }
-    s[0]
+    lane_sum(s)
 }
 
 /// The weight gradient for stride 1 and no dilation, where the taps of

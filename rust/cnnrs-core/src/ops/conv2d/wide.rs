@@ -358,24 +358,29 @@ impl WideGeom {
         })
     }
 
-    /// `dyr [c_out_g, t_rows, wq2]`: `dy [c_out_g, h_out, w_out]` with rows
-    /// of `wq2` floats, zero past `w_out` and past row `h_out`.
-    pub(crate) fn widen_dy_rows(
+    /// `dst [c_out_g, row]`: `dy [c_out_g, h_out, w_out]` with each
+    /// channel's output rows `stride` floats apart after `front` zeros;
+    /// the columns past `w_out` and the rest of the row zero. The direct
+    /// kernels' copies of `dy`: the forward-shaped grid (`front` 0, `stride`
+    /// `wq`), the input gradient's gather layout (`front` its largest tap
+    /// offset) and the weight gradient's rows rounded to 16 (`stride` `wq2`).
+    pub(crate) fn widen_dy(
         gm: &Conv2dGeom,
         dy: &[f32],
-        rg: &super::direct::DwRows,
-        dyr: &mut [f32],
+        (row, front, stride): (usize, usize, usize),
+        dst: &mut [f32],
     ) {
         let w_out = gm.w_out;
+        // Compiled for the active family: row copies of a few dozen floats
+        // would each be a `memcpy` call otherwise.
         crate::kernels::simd::wide(
             #[inline(always)]
             || {
-                for (drow, srow) in dyr
-                    .chunks_exact_mut(rg.dy_len())
-                    .zip(dy.chunks_exact(gm.hw_out()))
-                {
-                    let (grid, tail) = drow.split_at_mut(gm.h_out * rg.wq2);
-                    for (d, s) in grid.chunks_exact_mut(rg.wq2).zip(srow.chunks_exact(w_out)) {
+                for (drow, srow) in dst.chunks_exact_mut(row).zip(dy.chunks_exact(gm.hw_out())) {
+                    let (head, data) = drow.split_at_mut(front);
+                    head.fill(0.0);
+                    let (grid, tail) = data.split_at_mut(gm.h_out * stride);
+                    for (d, s) in grid.chunks_exact_mut(stride).zip(srow.chunks_exact(w_out)) {
                         let (d, junk) = d.split_at_mut(w_out);
                         for (d, s) in d.iter_mut().zip(s) {
                             *d = *s;
@@ -391,53 +396,6 @@ impl WideGeom {
     /// Floats of the direct input gradient's buffer.
     pub(crate) fn gather_out_len(gm: &Conv2dGeom, g: &super::direct::Gather) -> usize {
         (gm.c_in_g - 1) * g.cs + g.nq
-    }
-
-    /// `dyp [c_out_g, g.row]`: `dy [c_out_g, h_out, w_out]` on the grid
-    /// after `g.front` zeros, junk columns and the rest of the row zero.
-    pub(crate) fn widen_dy_gather(
-        &self,
-        gm: &Conv2dGeom,
-        dy: &[f32],
-        g: &super::direct::Gather,
-        dyp: &mut [f32],
-    ) {
-        let (wq, w_out) = (self.wq, gm.w_out);
-        // Compiled for the active family: row copies of a few dozen floats
-        // would each be a `memcpy` call otherwise.
-        crate::kernels::simd::wide(
-            #[inline(always)]
-            || {
-                for (drow, srow) in dyp
-                    .chunks_exact_mut(g.row)
-                    .zip(dy.chunks_exact(gm.hw_out()))
-                {
-                    let (head, data) = drow.split_at_mut(g.front);
-                    head.fill(0.0);
-                    let (grid, tail) = data.split_at_mut(gm.h_out * wq);
-                    for (d, s) in grid.chunks_exact_mut(wq).zip(srow.chunks_exact(w_out)) {
-                        let (d, junk) = d.split_at_mut(w_out);
-                        for (d, s) in d.iter_mut().zip(s) {
-                            *d = *s;
-                        }
-                        junk.fill(0.0);
-                    }
-                    tail.fill(0.0);
-                }
-            },
-        );
-    }
-
-    /// `dyw [c_out_g, n]`: `dy [c_out_g, h_out, w_out]` on the grid, junk
-    /// and tail columns zero.
-    pub(crate) fn widen_dy(&self, gm: &Conv2dGeom, dy: &[f32], n: usize, dyw: &mut [f32]) {
-        let (wq, w_out) = (self.wq, gm.w_out);
-        for (drow, srow) in dyw.chunks_exact_mut(n).zip(dy.chunks_exact(gm.hw_out())) {
-            drow.fill(0.0);
-            for (d, s) in drow.chunks_exact_mut(wq).zip(srow.chunks_exact(w_out)) {
-                d[..w_out].copy_from_slice(s);
-            }
-        }
     }
 }
 

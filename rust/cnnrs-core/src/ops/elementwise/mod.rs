@@ -282,11 +282,7 @@ pub fn binary(op: BinaryOp, a: &Var, b: &Var) -> Result<Var> {
 /// `scale*x + shift` elementwise.
 pub fn affine_forward(x: &Tensor, scale: f32, shift: f32) -> Tensor {
     let xd = x.data();
-    let data = crate::parallel::map_new(xd.len(), |off, out| {
-        for (o, &v) in out.iter_mut().zip(&xd[off..]) {
-            *o = scale * v + shift;
-        }
-    });
+    let data = map(xd, |v| scale * v + shift);
     Tensor::from_parts(x.shape().to_vec(), data)
 }
 

@@ -17,8 +17,6 @@
 //! Layout: the tensor is seen as `[outer, h, w]` planes (for a 1-D pad,
 //! `h = 1`), one plane per task when the tensor is large.
 
-use rayon::prelude::*;
-
 use crate::autograd::{Backward, Var};
 use crate::error::{fmt_shape, Result};
 use crate::tensor::{checked_numel, Tensor};
@@ -213,25 +211,6 @@ impl PadGeom {
     }
 }
 
-/// Runs `f(plane, out_plane)` over the `[rows, cols]` planes of `out`,
-/// parallel for large tensors.
-fn for_planes(out: &mut [f32], plane: usize, par_min: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if plane == 0 || out.is_empty() {
-        return;
-    }
-    if out.len() >= par_min && out.len() / plane >= 2 && crate::parallel::get_num_threads() > 1 {
-        crate::parallel::install(|| {
-            out.par_chunks_mut(plane)
-                .enumerate()
-                .for_each(|(i, o)| f(i, o))
-        });
-    } else {
-        for (i, o) in out.chunks_exact_mut(plane).enumerate() {
-            f(i, o);
-        }
-    }
-}
-
 /// Pads (or crops) `x` as `gm` says, filling with `value`.
 ///
 /// # Errors
@@ -251,7 +230,7 @@ pub(crate) fn forward_tuned(
     let (in_plane, w_in) = (gm.h_in * gm.w_in, gm.w_in);
     let (c_lo, c_hi, c_src) = gm.constant_cols();
     let xd = x.data();
-    for_planes(y.data_mut(), gm.h_out * gm.w_out, par_min, |p, out| {
+    crate::parallel::for_each_block_mut(y.data_mut(), gm.h_out * gm.w_out, par_min, |p, out| {
         let src = &xd[p * in_plane..(p + 1) * in_plane];
         for (row, ih) in out.chunks_exact_mut(gm.w_out).zip(&gm.map_h) {
             let Some(ih) = *ih else {
@@ -296,7 +275,7 @@ pub(crate) fn backward_tuned(grad_out: &Tensor, gm: &PadGeom, par_min: usize) ->
     }
     let (c_lo, c_hi, c_src) = gm.constant_cols();
     let gd = grad_out.data();
-    for_planes(dx.data_mut(), gm.h_in * gm.w_in, par_min, |p, dxp| {
+    crate::parallel::for_each_block_mut(dx.data_mut(), gm.h_in * gm.w_in, par_min, |p, dxp| {
         let g = &gd[p * out_plane..(p + 1) * out_plane];
         for (grow, ih) in g.chunks_exact(w_out).zip(&gm.map_h) {
             let Some(ih) = *ih else { continue };
