@@ -31,6 +31,14 @@
 //! im2col straight from an image, see [`gemm_src`]), so a convolution never
 //! materialises its column matrix.
 //!
+//! A row-major B, and any B of the form `data[row(p) + col(j)]` with columns
+//! in runs (a [`FusedSrc`]: the valid outputs of a convolution's padded
+//! grid), is not packed in a pass of its own: the first tile of each column
+//! of C loads its panel from the source, computes with it and stores it
+//! packed for the other tiles of the column, which find it in L1. Measured
+//! on the 3x3 convolution (64 -> 64, 56x56; Zen 5): the separate im2col
+//! packing pass took ~10% of the forward; fused, 0.74 -> 0.79 of peak.
+//!
 //! Packing and prefetching live in `gemm/pack.rs`; the micro-kernel
 //! families in `gemm/{scalar,avx2,avx512}.rs`, each with
 //! its register block and cache blocking (explained next to the constants).
@@ -267,6 +275,86 @@ pub trait PackB: Sync {
     /// panel should be zero (any value gives the right result: those columns
     /// are computed and thrown away).
     fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]);
+    /// The same operand as a [`FusedSrc`], when it has that form: the
+    /// GEMM then packs its full panels inside the first tile of each column
+    /// of C as that tile computes, instead of in a separate pass (the
+    /// panel goes from memory to registers to the packed buffer once, and
+    /// the other tiles of the column read it while it is still in L1).
+    /// Must describe exactly the elements [`PackB::pack`] writes.
+    fn fused(&self) -> Option<FusedSrc<'_>> {
+        None
+    }
+}
+
+/// A B operand whose element `(p, j)` is `data[row(p) + col(col0 + j)]`,
+/// where `row(p)` comes from [`RowOffsets`] and `col(t) = (t / run) * pitch
+/// + t % run`: runs of `run` contiguous columns, `pitch` floats apart. A
+/// row-major matrix is one endless run; the valid columns of a convolution's
+/// padded grid are runs of `w_out` outputs a grid row (`pitch`) apart.
+#[derive(Clone, Copy, Debug)]
+pub struct FusedSrc<'a> {
+    pub data: &'a [f32],
+    pub rows: RowOffsets<'a>,
+    pub col0: usize,
+    /// Columns per run (`usize::MAX`: one run).
+    pub run: usize,
+    /// Floats from the start of one run to the next (`>= run`).
+    pub pitch: usize,
+}
+
+/// Where the rows of a [`FusedSrc`] start.
+#[derive(Clone, Copy, Debug)]
+pub enum RowOffsets<'a> {
+    /// Row `p` at `p * stride`.
+    Stride(usize),
+    /// Row `p` at `table[p]` (one entry per row of B).
+    Table(&'a [usize]),
+}
+
+impl FusedSrc<'_> {
+    /// Offset of column `t` (counted from column 0 of the source, i.e.
+    /// including `col0`).
+    #[inline]
+    fn col(&self, t: usize) -> usize {
+        if self.run == usize::MAX {
+            t
+        } else {
+            (t / self.run) * self.pitch + t % self.run
+        }
+    }
+
+    /// The fused panels of the block `B[pc..pc+kc, jc..jc+nc]` for panels
+    /// of `nr` columns: its full panels, when each touches at most two runs
+    /// and every element they address lies inside `data`; else `None` (the
+    /// block is packed by [`PackB::pack`]).
+    fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize) -> Option<FusedB> {
+        let panels = nc / nr;
+        let two_runs_at_most = self.run == usize::MAX || (self.run >= nr && self.pitch >= self.run);
+        if panels == 0 || kc == 0 || !two_runs_at_most || nr > 32 {
+            return None;
+        }
+        let (base, max_row, ld, table) = match self.rows {
+            RowOffsets::Stride(ld) => (pc.checked_mul(ld)?, (kc - 1).checked_mul(ld)?, ld, None),
+            RowOffsets::Table(t) => {
+                let t = t.get(pc..pc.checked_add(kc)?)?;
+                (0, t.iter().copied().max()?, 0, Some(t.as_ptr()))
+            }
+        };
+        let col0 = self.col0.checked_add(jc)?;
+        // The last column of the last full panel is the furthest element
+        // any panel row reads (see `FusedB::panel`).
+        let last = self.col(col0.checked_add(panels * nr - 1)?);
+        let end = base.checked_add(max_row)?.checked_add(last)?;
+        (end < self.data.len()).then(|| FusedB {
+            base: self.data[base..].as_ptr(),
+            ld,
+            table: table.unwrap_or(std::ptr::null()),
+            col0,
+            run: self.run,
+            pitch: self.pitch,
+            panels,
+        })
+    }
 }
 
 impl PackB for MatRef<'_> {
@@ -331,10 +419,9 @@ trait BSource: Copy + Send + Sync {
     fn in_bounds(&self) -> bool;
     /// Columns `c0..c0+cols`.
     fn cols_sub(&self, c0: usize, cols: usize) -> Self;
-    /// A row-major B (unit column stride) as `(data, row stride)`: its
-    /// panels can be packed by the micro-kernel on the fly
-    /// ([`MicroKernel::tile_pack`]).
-    fn row_major(&self) -> Option<(&[f32], usize)> {
+    /// B as a [`FusedSrc`]: its panels can be packed by the micro-kernel on
+    /// the fly ([`MicroKernel::tile_pack`]).
+    fn fused(&self) -> Option<FusedSrc<'_>> {
         None
     }
     /// The memory of the block `B[p0..p0+kc, j0..j0+nc]` as contiguous
@@ -367,8 +454,14 @@ impl BSource for MatRef<'_> {
     fn cols_sub(&self, c0: usize, cols: usize) -> Self {
         MatRef::cols_sub(self, c0, cols)
     }
-    fn row_major(&self) -> Option<(&[f32], usize)> {
-        (self.cs == 1 && self.rows > 0 && self.cols > 0).then_some((self.data, self.rs))
+    fn fused(&self) -> Option<FusedSrc<'_>> {
+        (self.cs == 1 && self.rows > 0 && self.cols > 0).then_some(FusedSrc {
+            data: self.data,
+            rows: RowOffsets::Stride(self.rs),
+            col0: 0,
+            run: usize::MAX,
+            pitch: 0,
+        })
     }
     fn segments(&self, p0: usize, kc: usize, j0: usize, nc: usize) -> Option<Segments> {
         self.block_segments(p0, kc, j0, nc)
@@ -410,6 +503,12 @@ impl BSource for DynB<'_> {
             n: cols,
             ..*self
         }
+    }
+    fn fused(&self) -> Option<FusedSrc<'_>> {
+        self.src.fused().map(|f| FusedSrc {
+            col0: f.col0 + self.c0,
+            ..f
+        })
     }
     fn pack_block<K: MicroKernel>(
         &self,
@@ -598,13 +697,49 @@ pub(crate) struct TileEpilogue {
     pub bias_col: *const f32,
     /// Clamp at zero after the bias.
     pub relu: bool,
-    /// Null, or the first of `pf_rows` source rows (`pf_ld` apart) of a B
-    /// panel still to be packed: the tile prefetches them towards L2, one
-    /// every `kc / pf_rows` steps of its k loop (the portable kernel
-    /// ignores them).
+    /// Null, or the first of `pf_rows` source rows of a B panel still to
+    /// be packed: the tile prefetches them towards L2, one every
+    /// `kc / pf_rows` steps of its k loop (the portable kernel ignores
+    /// them). Row `i` starts at `pf_src + pf_table[i]` when `pf_table` is
+    /// non-null (then `pf_rows` entries long), else at `pf_src + i*pf_ld`,
+    /// and spans `pf_span + 1` floats.
     pub pf_src: *const f32,
     pub pf_ld: usize,
+    pub pf_table: *const usize,
+    pub pf_span: usize,
     pub pf_rows: usize,
+}
+
+impl TileEpilogue {
+    /// Prefetches towards L2 the source row due at step `k` of a
+    /// `kc`-step k loop, if any (see the `pf_*` fields).
+    #[inline(always)]
+    pub(crate) fn prefetch_row(&self, k: usize, every: usize) {
+        if self.pf_src.is_null() || k % every != 0 || k / every >= self.pf_rows {
+            return;
+        }
+        let i = k / every;
+        let off = if self.pf_table.is_null() {
+            i * self.pf_ld
+        } else {
+            // SAFETY: `i < pf_rows`, the table's length (field docs).
+            unsafe { *self.pf_table.add(i) }
+        };
+        let row = self.pf_src.wrapping_add(off);
+        // Every line of the row: one prefetch per 16 floats and one at its
+        // end (an unaligned row of `16*t` floats spans `t + 1` lines).
+        let mut o = 0;
+        while o < self.pf_span {
+            pack::prefetch_l2(row.wrapping_add(o));
+            o += 16;
+        }
+        pack::prefetch_l2(row.wrapping_add(self.pf_span));
+    }
+    /// Steps of k between two prefetched rows.
+    #[inline(always)]
+    pub(crate) fn prefetch_every(&self, kc: usize) -> usize {
+        kc.checked_div(self.pf_rows).unwrap_or(1).max(1)
+    }
 }
 
 /// One register-blocked micro-kernel and its cache blocking.
@@ -640,32 +775,41 @@ pub(crate) trait MicroKernel {
     );
 
     /// [`MicroKernel::tile`] with B read from `kc` source rows of `NR`
-    /// floats (`b_src + p*ldb`) and also written to `b_dst` as the packed
+    /// floats (see [`PanelSrc`]) and also written to `b_dst` as the packed
     /// panel (`NR` per step), which the other tiles of the column then read:
     /// packing rides along with the first tile's loads instead of a separate
     /// pass over memory. The default packs first, then runs `tile`.
     ///
     /// # Safety
-    /// As [`MicroKernel::tile`], with `b_src + p*ldb .. + NR` readable for
-    /// every `p < kc` and `b_dst` pointing at `kc*NR` writable floats that
-    /// alias nothing else.
+    /// As [`MicroKernel::tile`], with `src.lo + off(p) .. + NR` (and, when
+    /// `keep` is not all ones, `src.hi + off(p) .. + NR`) readable for every
+    /// `p < kc`, a non-null `src.table` holding `kc` entries, and `b_dst`
+    /// pointing at `kc*NR` writable floats that alias nothing else.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_pack(
         kc: usize,
         a: *const f32,
-        b_src: *const f32,
-        ldb: usize,
+        src: &PanelSrc,
         b_dst: *mut f32,
         c: *mut f32,
         ldc: usize,
         ep: &TileEpilogue,
     ) {
+        let nr = Self::NR;
         for p in 0..kc {
             // SAFETY: source row `p` and panel step `p` as the caller
             // guarantees; the panel aliases nothing.
             unsafe {
-                std::ptr::copy_nonoverlapping(b_src.add(p * ldb), b_dst.add(p * Self::NR), Self::NR)
-            };
+                let o = src.off(p);
+                for j in 0..nr {
+                    let from = if j < 32 && src.keep >> j & 1 == 1 {
+                        src.lo
+                    } else {
+                        src.hi
+                    };
+                    *b_dst.add(p * nr + j) = *from.add(o + j);
+                }
+            }
         }
         // SAFETY: the panel is packed; the rest is forwarded.
         unsafe { Self::tile(kc, a, b_dst, c, ldc, ep) }
@@ -768,13 +912,9 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
             for pc in (0..k).step_by(K::KC) {
                 let kc = K::KC.min(k - pc);
                 let panels = nc.div_ceil(K::NR);
-                // Full panels of a row-major B are packed by the first row
-                // of tiles as they compute (`tile_pack`); the rest here.
-                let fused = b.row_major().map(|(data, rs)| FusedB {
-                    src: data[pc * rs + jc..].as_ptr(),
-                    ldb: rs,
-                    panels: nc / K::NR,
-                });
+                // Full panels of a fused B are packed by the first row of
+                // tiles as they compute (`tile_pack`); the rest here.
+                let fused = b.fused().and_then(|f| f.block(pc, kc, jc, nc, K::NR));
                 let own = fused.map_or(0, |f| f.panels);
                 if own < panels {
                     let j0 = own * K::NR;
@@ -831,9 +971,9 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
                     // SAFETY: the packed buffers hold `ceil(mc/MR)` A panels
                     // and `ceil(nc/NR)` B panels of depth `kc` (packed just
                     // above, or by the tiles of the first row block, which
-                    // read `kc` rows of `NR` floats from inside the checked
-                    // view of B: columns `jc..jc + panels*NR <= n`); `c` and
-                    // the biases as guaranteed by our caller.
+                    // read `kc` rows of `NR` floats that `FusedSrc::block`
+                    // checked lie inside B's source); `c` and the biases as
+                    // guaranteed by our caller.
                     unsafe {
                         macro_kernel::<K>(apack, bpack, fused, &prefetch, c, ldc, opts, &block)
                     };
@@ -852,13 +992,95 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
     });
 }
 
-/// Row-major B whose first `panels` panels of the current block the
-/// macro-kernel packs on the fly: panel `q` is rows `src + p*ldb + q*NR`.
+/// The block of a [`FusedSrc`] whose first `panels` panels the
+/// macro-kernel packs on the fly (made, and bounds-checked, by
+/// [`FusedSrc::block`]): row `p` of the block starts at `base + row(p)`,
+/// `row(p) = table[p]` when `table` is non-null, else `p * ld`; column `j`
+/// of the block at `col(col0 + j)`.
 #[derive(Clone, Copy)]
 struct FusedB {
-    src: *const f32,
-    ldb: usize,
+    base: *const f32,
+    ld: usize,
+    table: *const usize,
+    col0: usize,
+    run: usize,
+    pitch: usize,
     panels: usize,
+}
+
+impl FusedB {
+    #[inline]
+    fn col(&self, t: usize) -> usize {
+        if self.run == usize::MAX {
+            t
+        } else {
+            (t / self.run) * self.pitch + t % self.run
+        }
+    }
+
+    /// Panel `q` of `nr` columns: one run, or the end of one run and the
+    /// start of the next (`run >= nr`, so never more).
+    fn panel(&self, q: usize, nr: usize) -> PanelSrc {
+        let j = self.col0 + q * nr;
+        let g0 = self.col(j);
+        let first = if self.run == usize::MAX {
+            nr
+        } else {
+            (self.run - j % self.run).min(nr)
+        };
+        let lo = self.base.wrapping_add(g0);
+        let (hi, keep) = if first >= nr {
+            (lo, u32::MAX)
+        } else {
+            // Lanes `first..` come from the next run, whose start lines up
+            // with lane `first`: read it `first` floats early.
+            let g1 = self.col(j + first);
+            (self.base.wrapping_add(g1 - first), (1u32 << first) - 1)
+        };
+        PanelSrc {
+            lo,
+            hi,
+            keep,
+            ld: self.ld,
+            table: self.table,
+        }
+    }
+
+    /// Floats from the first to the last element of a row of panel `q`.
+    fn span(&self, q: usize, nr: usize) -> usize {
+        let j = self.col0 + q * nr;
+        self.col(j + nr - 1) - self.col(j)
+    }
+}
+
+/// Where the first tile of a column reads the B panel it packs: row `p`
+/// (`p < kc`) is `NR` floats, lane `j` being `lo[off(p) + j]` when bit `j`
+/// of `keep` is set, else `hi[off(p) + j]`; `off(p) = table[p]` when
+/// `table` is non-null, else `p * ld`. With a null table, `keep` is all
+/// ones (one run: `hi` is not read).
+#[derive(Clone, Copy)]
+pub(crate) struct PanelSrc {
+    pub lo: *const f32,
+    pub hi: *const f32,
+    pub keep: u32,
+    pub ld: usize,
+    pub table: *const usize,
+}
+
+impl PanelSrc {
+    /// Offset of row `p`.
+    ///
+    /// # Safety
+    /// With a table, `p` is below its length.
+    #[inline(always)]
+    pub(crate) unsafe fn off(&self, p: usize) -> usize {
+        if self.table.is_null() {
+            p * self.ld
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { *self.table.add(p) }
+        }
+    }
 }
 
 /// The part of C one macro-kernel call covers.
@@ -880,7 +1102,8 @@ struct EdgeTile([f32; MAX_TILE]);
 /// # Safety
 /// `apack` / `bpack` hold the packed block (see `pack_a` / `pack_b`), except
 /// the first `fused.panels` B panels, which the first tile of each column
-/// packs from `fused`'s rows (each readable for `NR` floats per panel); `c`,
+/// packs from `fused`'s rows (every element they address checked by
+/// [`FusedSrc::block`]); `c`,
 /// `ldc` and the biases as in [`run_serial`]; `K` runs on this CPU.
 #[allow(clippy::too_many_arguments)]
 /// Panels ahead whose source rows the tiles prefetch (see [`macro_kernel`]).
@@ -919,7 +1142,7 @@ unsafe fn macro_kernel<K: MicroKernel>(
         // Source rows of this panel while its first tile still has to pack it.
         let mut pack_src = fused
             .filter(|f| jr / nr < f.panels)
-            .map(|f| (f.src.wrapping_add(jr), f.ldb));
+            .map(|f| f.panel(jr / nr, nr));
         // A fused B panel's source rows are scattered (`ldb` apart, 12.5 KB
         // on a 56x56 map: one hardware stream per row, more than it
         // follows), so the tiles prefetch them: the panel `PF_AHEAD`
@@ -929,10 +1152,12 @@ unsafe fn macro_kernel<K: MicroKernel>(
         // that tile took ~2.7x a plain one; spread, the 1x1 convolution's
         // forward went from 0.77 to 0.86 of peak on one thread (0.75 ->
         // 0.83 on two).
-        let pf_panel = fused
-            .filter(|f| jr / nr + PF_AHEAD < f.panels)
-            .map(|f| f.src.wrapping_add(jr + PF_AHEAD * nr));
-        let pf_ld = fused.map_or(0, |f| f.ldb);
+        let pf_panel = fused.filter(|f| jr / nr + PF_AHEAD < f.panels).map(|f| {
+            (
+                f.panel(jr / nr + PF_AHEAD, nr),
+                f.span(jr / nr + PF_AHEAD, nr),
+            )
+        });
         let pf_per = kc.div_ceil(blk.mc.div_ceil(mr));
         let bc_ptr = match bias_col {
             None => std::ptr::null(),
@@ -963,14 +1188,20 @@ unsafe fn macro_kernel<K: MicroKernel>(
             };
             // This tile's share of the source rows of the panel PF_AHEAD
             // columns on.
-            let (pf_src, pf_rows) = match pf_panel {
-                Some(src) => {
+            let (pf_src, pf_ld, pf_table, pf_span, pf_rows) = match pf_panel {
+                Some((src, span)) => {
                     let t = ir / mr;
                     let r0 = (t * pf_per).min(kc);
                     let r1 = ((t + 1) * pf_per).min(kc);
-                    (src.wrapping_add(r0 * pf_ld), r1 - r0)
+                    if src.table.is_null() {
+                        let first = src.lo.wrapping_add(r0 * src.ld);
+                        (first, src.ld, std::ptr::null(), span, r1 - r0)
+                    } else {
+                        // Entries `r0..r1 <= kc` of the block's table.
+                        (src.lo, 0, src.table.wrapping_add(r0), span, r1 - r0)
+                    }
                 }
-                None => (std::ptr::null(), 0),
+                None => (std::ptr::null(), 0, std::ptr::null(), 0, 0),
             };
             let ep = TileEpilogue {
                 load_c: blk.load_c,
@@ -979,11 +1210,17 @@ unsafe fn macro_kernel<K: MicroKernel>(
                 relu,
                 pf_src,
                 pf_ld,
+                pf_table,
+                pf_span,
                 pf_rows,
             };
             // SAFETY: `i + mv <= m` and `j + nv <= n`, so the tile's first
             // element lies inside the block the caller vouched for.
             let ct = unsafe { c.add(i * ldc + j) };
+            #[cfg(test)]
+            if pack_src.is_some() {
+                tests::FUSED_PANELS.with(|n| n.set(n.get() + 1));
+            }
             if mv == mr && nv == nr {
                 // SAFETY: a full tile: `mr` rows of `nr` floats at stride
                 // `ldc` inside C; panels hold `mr*kc` / `kc*nr` floats (or
@@ -1016,7 +1253,7 @@ unsafe fn macro_kernel<K: MicroKernel>(
 }
 
 /// One tile: [`MicroKernel::tile_pack`] when `pack` gives the source rows
-/// `(first row, stride)` of the panel `bp`, else [`MicroKernel::tile`].
+/// of the panel `bp`, else [`MicroKernel::tile`].
 ///
 /// # Safety
 /// As the kernel function called.
@@ -1025,7 +1262,7 @@ unsafe fn run_tile<K: MicroKernel>(
     kc: usize,
     ap: *const f32,
     bp: *mut f32,
-    pack: Option<(*const f32, usize)>,
+    pack: Option<PanelSrc>,
     c: *mut f32,
     ldc: usize,
     ep: &TileEpilogue,
@@ -1033,7 +1270,7 @@ unsafe fn run_tile<K: MicroKernel>(
     // SAFETY: forwarded from the caller.
     unsafe {
         match pack {
-            Some((src, ldb)) => K::tile_pack(kc, ap, src, ldb, bp, c, ldc, ep),
+            Some(src) => K::tile_pack(kc, ap, &src, bp, c, ldc, ep),
             None => K::tile(kc, ap, bp, c, ldc, ep),
         }
     }

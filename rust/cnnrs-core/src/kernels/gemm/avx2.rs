@@ -6,7 +6,7 @@
 //! which keeps both FMA pipes of a Zen core busy (12 independent chains cover
 //! the 4-cycle FMA latency at 2 FMAs per cycle) with load bandwidth to spare.
 
-use super::{MicroKernel, TileEpilogue};
+use super::{MicroKernel, PanelSrc, TileEpilogue};
 
 pub(crate) struct Kernel;
 
@@ -14,6 +14,12 @@ const MR: usize = 6;
 /// Vectors of 8 floats per tile row.
 const NV: usize = 2;
 const NR: usize = NV * 8;
+
+/// Where the kernel's B comes from: the packed panel, or source rows it
+/// packs as it goes (`PanelSrc`, strided or through a table).
+const PLAIN: u8 = 0;
+const STRIDED: u8 = 1;
+const TABLE: u8 = 2;
 
 impl MicroKernel for Kernel {
     const MR: usize = MR;
@@ -42,7 +48,7 @@ impl MicroKernel for Kernel {
         // tile and AVX2+FMA support (the family is only dispatched when
         // `is_x86_feature_detected!` reports both).
         unsafe {
-            tile_avx2::<false>(kc, a, b, 0, std::ptr::null_mut(), c, ldc, ep)
+            tile_avx2::<PLAIN>(kc, a, b, None, std::ptr::null_mut(), c, ldc, ep)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -54,8 +60,7 @@ impl MicroKernel for Kernel {
     unsafe fn tile_pack(
         kc: usize,
         a: *const f32,
-        b_src: *const f32,
-        ldb: usize,
+        src: &PanelSrc,
         b_dst: *mut f32,
         c: *mut f32,
         ldc: usize,
@@ -65,11 +70,15 @@ impl MicroKernel for Kernel {
         // SAFETY: as for `tile`; the caller also guarantees the source rows
         // and the destination panel (see the trait).
         unsafe {
-            tile_avx2::<true>(kc, a, b_src, ldb, b_dst, c, ldc, ep)
+            if src.table.is_null() {
+                tile_avx2::<STRIDED>(kc, a, src.lo, Some(src), b_dst, c, ldc, ep)
+            } else {
+                tile_avx2::<TABLE>(kc, a, src.lo, Some(src), b_dst, c, ldc, ep)
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (kc, a, b_src, ldb, b_dst, c, ldc, ep);
+            let _ = (kc, a, src, b_dst, c, ldc, ep);
             unreachable!("the avx2 family is never dispatched off x86-64")
         }
     }
@@ -78,11 +87,11 @@ impl MicroKernel for Kernel {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2<const PACK: bool>(
+unsafe fn tile_avx2<const MODE: u8>(
     kc: usize,
     a: *const f32,
     b: *const f32,
-    ldb: usize,
+    src: Option<&PanelSrc>,
     b_dst: *mut f32,
     c: *mut f32,
     ldc: usize,
@@ -98,31 +107,58 @@ unsafe fn tile_avx2<const PACK: bool>(
         }
     }
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-    // `PACK`: B comes from `kc` source rows `ldb` apart and is also written
-    // to `b_dst` as the packed panel the next tiles of this column read.
-    let (b_step, mut b_out) = if PACK { (ldb, b_dst) } else { (NR, b_dst) };
+    // `STRIDED` / `TABLE`: B comes from `kc` source rows (see `PanelSrc`)
+    // and is also written to `b_dst` as the packed panel the next tiles of
+    // this column read. `TABLE` rows may join two runs: one blend per
+    // vector, lanes whose mask sign bit is set from the first run.
+    let ld = src.map_or(0, |s| s.ld);
+    let (b_step, mut b_out) = if MODE == STRIDED {
+        (ld, b_dst)
+    } else {
+        (NR, b_dst)
+    };
+    let (hi, table) = src.map_or((b, std::ptr::null()), |s| (s.hi, s.table));
+    let keep = src.map_or(u32::MAX, |s| s.keep);
+    let mut mask = [_mm256_setzero_ps(); NV];
+    for (v, m) in mask.iter_mut().enumerate() {
+        let bits: [i32; 8] = std::array::from_fn(|l| -(((keep >> (v * 8 + l)) & 1) as i32));
+        // SAFETY: 8 readable i32s.
+        *m = _mm256_castsi256_ps(unsafe { _mm256_loadu_si256(bits.as_ptr().cast()) });
+    }
     let (mut a, mut b) = (a, b);
-    let pf_every = kc.checked_div(ep.pf_rows).unwrap_or(1).max(1);
+    let pf_every = ep.prefetch_every(kc);
     for k in 0..kc {
         let mut bv = [_mm256_setzero_ps(); NV];
+        // SAFETY (`TABLE`): the table holds `kc` entries.
+        let off = if MODE == TABLE {
+            unsafe { *table.add(k) }
+        } else {
+            0
+        };
         for (v, x) in bv.iter_mut().enumerate() {
             // SAFETY: `b` walks the `kc*NR` floats of the packed B panel,
-            // `NR` per step, or (`PACK`) `kc` source rows of `NR` floats,
-            // `ldb` apart; `v*8 + 8 <= NR`.
-            *x = unsafe { _mm256_loadu_ps(b.add(v * 8)) };
-            if PACK {
+            // `NR` per step, or (`STRIDED`) `kc` source rows of `NR`
+            // floats, `ld` apart; `TABLE`: row `k` of both runs, `NR`
+            // floats each from `off` (the caller's contract); `v*8 + 8 <=
+            // NR`.
+            *x = unsafe {
+                if MODE == TABLE {
+                    let lo = _mm256_loadu_ps(b.add(off + v * 8));
+                    let hi = _mm256_loadu_ps(hi.add(off + v * 8));
+                    _mm256_blendv_ps(hi, lo, mask[v])
+                } else {
+                    _mm256_loadu_ps(b.add(v * 8))
+                }
+            };
+            if MODE != PLAIN {
                 // SAFETY: `b_out` walks the `kc*NR` floats of the panel
                 // being packed, `NR` per step.
                 unsafe { _mm256_storeu_ps(b_out.add(v * 8), *x) };
             }
         }
-        if !ep.pf_src.is_null() && k % pf_every == 0 && k / pf_every < ep.pf_rows {
-            // One source row of a panel still to be packed, towards L2 (see
-            // `macro_kernel`); two lines: an unaligned 64-byte row spans two.
-            let row = ep.pf_src.wrapping_add((k / pf_every) * ep.pf_ld);
-            _mm_prefetch::<_MM_HINT_T1>(row as *const i8);
-            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(NR - 1) as *const i8);
-        }
+        // One source row of a panel still to be packed, towards L2 (see
+        // `macro_kernel`).
+        ep.prefetch_row(k, pf_every);
         for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: `a` walks the `MR*kc` floats of the packed A panel,
             // `MR` per step; `r < MR`.
@@ -133,11 +169,14 @@ unsafe fn tile_avx2<const PACK: bool>(
         }
         // SAFETY: one step along each panel; after the last step the
         // pointers are one past the end (`b`, wrapping: a source row past
-        // the last) and never dereferenced.
+        // the last) and never dereferenced. `TABLE` keeps `b` at the
+        // source base.
         unsafe {
             a = a.add(MR);
-            b = b.wrapping_add(b_step);
-            if PACK {
+            if MODE != TABLE {
+                b = b.wrapping_add(b_step);
+            }
+            if MODE != PLAIN {
                 b_out = b_out.add(NR);
             }
         }

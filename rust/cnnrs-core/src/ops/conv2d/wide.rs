@@ -26,6 +26,7 @@
 //! maps keep the panel path.
 
 use super::params::Conv2dGeom;
+use crate::kernels::gemm::{FusedSrc, RowOffsets};
 use crate::kernels::PackB;
 
 /// Largest tolerated fraction of junk columns (`wq / w_out - 1`).
@@ -574,6 +575,16 @@ impl PackB for ValidCols<'_> {
                 }
             }
         }
+    }
+    fn fused(&self) -> Option<FusedSrc<'_>> {
+        // Column `j` sits at grid position `(j / w_out) * wq + j % w_out`.
+        Some(FusedSrc {
+            data: self.xq,
+            rows: RowOffsets::Table(self.offsets),
+            col0: self.col0,
+            run: self.w_out,
+            pitch: self.wq,
+        })
     }
 }
 
