@@ -956,7 +956,7 @@ unsafe fn driver<K: MicroKernel, B: BSource>(
                     };
                     let row_blocks = m.div_ceil(K::MC);
                     let b_share = next_b.map(|s| s.part(ic / K::MC, row_blocks));
-                    let prefetch = [next_a, b_share];
+                    let prefetch = [b_share, next_a];
                     let block = Block {
                         ic,
                         jc,
@@ -1169,9 +1169,29 @@ unsafe fn macro_kernel<K: MicroKernel>(
             }
         };
         for ir in (0..blk.mc).step_by(mr) {
+            // This tile's share of the next blocks' segments. A tile with
+            // no fused panel to prefetch for issues the first share from
+            // inside its k loop, a segment every few steps (a burst of a
+            // few hundred lines overruns the outstanding-miss buffers: the
+            // 1x1 weight gradient's next block of the image is 256 KB); the
+            // rest is prefetched now.
+            let mut spread = None;
             for seg in prefetch.iter().flatten() {
                 let per = seg.count.div_ceil(tiles);
-                seg.prefetch(tile_no * per, (tile_no + 1) * per);
+                let (s0, s1) = (
+                    (tile_no * per).min(seg.count),
+                    ((tile_no + 1) * per).min(seg.count),
+                );
+                if pf_panel.is_none() && spread.is_none() && s0 < s1 {
+                    spread = Some((
+                        seg.base.wrapping_add(s0 * seg.stride),
+                        seg.stride,
+                        seg.len,
+                        s1 - s0,
+                    ));
+                } else {
+                    seg.prefetch(s0, s1);
+                }
             }
             tile_no += 1;
             let mv = mr.min(blk.mc - ir);
@@ -1201,7 +1221,16 @@ unsafe fn macro_kernel<K: MicroKernel>(
                         (src.lo, 0, src.table.wrapping_add(r0), span, r1 - r0)
                     }
                 }
-                None => (std::ptr::null(), 0, std::ptr::null(), 0, 0),
+                None => match spread {
+                    Some((first, stride, len, count)) => (
+                        first,
+                        stride,
+                        std::ptr::null(),
+                        len.saturating_sub(1),
+                        count,
+                    ),
+                    None => (std::ptr::null(), 0, std::ptr::null(), 0, 0),
+                },
             };
             let ep = TileEpilogue {
                 load_c: blk.load_c,
