@@ -16,10 +16,12 @@ const NV: usize = 2;
 const NR: usize = NV * 8;
 
 /// Where the kernel's B comes from: the packed panel, or source rows it
-/// packs as it goes (`PanelSrc`, strided or through a table).
+/// packs as it goes (`PanelSrc`, strided or through a table; `TABLE1`: a
+/// table whose panel lies in one run, so only `lo` is read).
 const PLAIN: u8 = 0;
 const STRIDED: u8 = 1;
 const TABLE: u8 = 2;
+const TABLE1: u8 = 3;
 
 impl MicroKernel for Kernel {
     const MR: usize = MR;
@@ -72,6 +74,8 @@ impl MicroKernel for Kernel {
         unsafe {
             if src.table.is_null() {
                 tile_avx2::<STRIDED>(kc, a, src.lo, Some(src), b_dst, c, ldc, ep)
+            } else if src.keep == u32::MAX {
+                tile_avx2::<TABLE1>(kc, a, src.lo, Some(src), b_dst, c, ldc, ep)
             } else {
                 tile_avx2::<TABLE>(kc, a, src.lo, Some(src), b_dst, c, ldc, ep)
             }
@@ -130,7 +134,7 @@ unsafe fn tile_avx2<const MODE: u8>(
     for k in 0..kc {
         let mut bv = [_mm256_setzero_ps(); NV];
         // SAFETY (`TABLE`): the table holds `kc` entries.
-        let off = if MODE == TABLE {
+        let off = if MODE == TABLE || MODE == TABLE1 {
             unsafe { *table.add(k) }
         } else {
             0
@@ -142,7 +146,9 @@ unsafe fn tile_avx2<const MODE: u8>(
             // floats each from `off` (the caller's contract); `v*8 + 8 <=
             // NR`.
             *x = unsafe {
-                if MODE == TABLE {
+                if MODE == TABLE1 {
+                    _mm256_loadu_ps(b.add(off + v * 8))
+                } else if MODE == TABLE {
                     let lo = _mm256_loadu_ps(b.add(off + v * 8));
                     let hi = _mm256_loadu_ps(hi.add(off + v * 8));
                     _mm256_blendv_ps(hi, lo, mask[v])
@@ -173,7 +179,7 @@ unsafe fn tile_avx2<const MODE: u8>(
         // source base.
         unsafe {
             a = a.add(MR);
-            if MODE != TABLE {
+            if MODE != TABLE && MODE != TABLE1 {
                 b = b.wrapping_add(b_step);
             }
             if MODE != PLAIN {

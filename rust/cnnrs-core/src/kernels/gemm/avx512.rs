@@ -34,10 +34,12 @@ const NV: usize = 2;
 const NR: usize = NV * 16;
 
 /// Where the kernel's B comes from: the packed panel, or source rows it
-/// packs as it goes (`PanelSrc`, strided or through a table).
+/// packs as it goes (`PanelSrc`, strided or through a table; `TABLE1`: a
+/// table whose panel lies in one run, so only `lo` is read).
 const PLAIN: u8 = 0;
 const STRIDED: u8 = 1;
 const TABLE: u8 = 2;
+const TABLE1: u8 = 3;
 
 impl MicroKernel for Kernel {
     const MR: usize = MR;
@@ -92,6 +94,8 @@ impl MicroKernel for Kernel {
         unsafe {
             if src.table.is_null() {
                 tile_avx512::<STRIDED>(kc, a, src.lo, Some(src), b_dst, c, ldc, ep)
+            } else if src.keep == u32::MAX {
+                tile_avx512::<TABLE1>(kc, a, src.lo, Some(src), b_dst, c, ldc, ep)
             } else {
                 tile_avx512::<TABLE>(kc, a, src.lo, Some(src), b_dst, c, ldc, ep)
             }
@@ -145,7 +149,7 @@ unsafe fn tile_avx512<const MODE: u8>(
     for k in 0..kc {
         let mut bv = [_mm512_setzero_ps(); NV];
         // SAFETY (`TABLE`): the table holds `kc` entries.
-        let off = if MODE == TABLE {
+        let off = if MODE == TABLE || MODE == TABLE1 {
             unsafe { *table.add(k) }
         } else {
             0
@@ -157,7 +161,9 @@ unsafe fn tile_avx512<const MODE: u8>(
             // floats each from `off` (the caller's contract); `v*16 + 16 <=
             // NR`.
             *x = unsafe {
-                if MODE == TABLE {
+                if MODE == TABLE1 {
+                    _mm512_loadu_ps(b.add(off + v * 16))
+                } else if MODE == TABLE {
                     let lo = _mm512_loadu_ps(b.add(off + v * 16));
                     let hi = _mm512_loadu_ps(hi.add(off + v * 16));
                     _mm512_mask_blend_ps(keep[v], hi, lo)
@@ -188,7 +194,7 @@ unsafe fn tile_avx512<const MODE: u8>(
         // source base.
         unsafe {
             a = a.add(MR);
-            if MODE != TABLE {
+            if MODE != TABLE && MODE != TABLE1 {
                 b = b.wrapping_add(b_step);
             }
             if MODE != PLAIN {
