@@ -186,7 +186,7 @@ pub struct GemmOpts<'a> {
 
 /// `C[m x n] (row-major, ldc) = beta*C + A[m x k]·B[k x n]` + epilogue, on the
 /// calling thread, with the process-wide kernel family
-/// ([`simd::active`](crate::kernels::simd::active)).
+/// ([`simd::active`]).
 ///
 /// The epilogue order is: product, `+ C` when accumulating, `+ bias_row[i]`,
 /// `+ bias_col[j]`, then ReLU.
@@ -201,7 +201,7 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, opts: &GemmOpts) {
 
 /// [`gemm`] with a chosen kernel family. A family the CPU cannot run falls
 /// back to the widest available one not wider than it
-/// ([`simd::resolve`](crate::kernels::simd::resolve)).
+/// ([`simd::resolve`]).
 ///
 /// # Panics
 /// As [`gemm`].

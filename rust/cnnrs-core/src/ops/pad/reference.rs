@@ -1,6 +1,6 @@
 //! Naive pad, the oracle: for every output element of the last two
 //! dimensions, compute the source coordinate from the mode's definition
-//! (independently of [`PadGeom`]'s maps) and copy or fill.
+//! (independently of [`PadGeom`](super::PadGeom)'s maps) and copy or fill.
 
 use super::PadMode;
 use crate::tensor::Tensor;
