@@ -11,9 +11,11 @@
 
 use rayon::prelude::*;
 
+use super::{BLOCK, PAR_MIN};
 use crate::arg_err;
 use crate::autograd::Var;
 use crate::error::Result;
+use crate::kernels::simd::wide;
 
 /// Hyper-parameters, passed at every step so schedules can change them.
 #[derive(Clone, Copy, Debug)]
@@ -89,43 +91,82 @@ impl Sgd {
 }
 
 fn update(p: &mut [f32], g: &[f32], buf: &mut Option<Vec<f32>>, cfg: &SgdConfig) {
-    let SgdConfig {
-        lr,
-        momentum,
-        dampening,
-        weight_decay: wd,
-        nesterov,
-    } = *cfg;
-    if momentum == 0.0 {
-        let f = |(p, &g): (&mut f32, &f32)| *p -= lr * (g + wd * *p);
-        if p.len() >= 1 << 16 {
-            crate::parallel::install(|| p.par_iter_mut().zip(g.par_iter()).for_each(f));
+    let par = p.len() >= PAR_MIN;
+    if cfg.momentum == 0.0 {
+        let (lr, wd) = (cfg.lr, cfg.weight_decay);
+        // Each block's loop compiled for the active SIMD family, so it
+        // vectorises.
+        let run = |p: &mut [f32], g: &[f32]| {
+            wide(
+                #[inline(always)]
+                || {
+                    for (p, &g) in p.iter_mut().zip(g) {
+                        *p -= lr * (g + wd * *p);
+                    }
+                },
+            )
+        };
+        if par {
+            crate::parallel::install(|| {
+                p.par_chunks_mut(BLOCK)
+                    .zip(g.par_chunks(BLOCK))
+                    .for_each(|(p, g)| run(p, g))
+            });
         } else {
-            p.iter_mut().zip(g).for_each(f);
+            run(p, g);
         }
         return;
     }
     let first = buf.is_none();
     let b = buf.get_or_insert_with(|| vec![0.0; p.len()]);
-    let f = |((p, &g), b): ((&mut f32, &f32), &mut f32)| {
+    let run = |p: &mut [f32], g: &[f32], b: &mut [f32]| {
+        wide(
+            #[inline(always)]
+            || match (first, cfg.nesterov) {
+                (true, false) => momentum_step::<true, false>(p, g, b, cfg),
+                (true, true) => momentum_step::<true, true>(p, g, b, cfg),
+                (false, false) => momentum_step::<false, false>(p, g, b, cfg),
+                (false, true) => momentum_step::<false, true>(p, g, b, cfg),
+            },
+        )
+    };
+    if par {
+        crate::parallel::install(|| {
+            p.par_chunks_mut(BLOCK)
+                .zip(g.par_chunks(BLOCK))
+                .zip(b.par_chunks_mut(BLOCK))
+                .for_each(|((p, g), b)| run(p, g, b))
+        });
+    } else {
+        run(p, g, b);
+    }
+}
+
+/// The momentum update of one block, the first step's and Nesterov's
+/// variants fixed at compile time so the loop has no branch and vectorises.
+#[inline(always)]
+fn momentum_step<const FIRST: bool, const NESTEROV: bool>(
+    p: &mut [f32],
+    g: &[f32],
+    b: &mut [f32],
+    cfg: &SgdConfig,
+) {
+    let SgdConfig {
+        lr,
+        momentum,
+        dampening,
+        weight_decay: wd,
+        ..
+    } = *cfg;
+    for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
         let d = g + wd * *p;
-        *b = if first {
+        *b = if FIRST {
             d
         } else {
             momentum * *b + (1.0 - dampening) * d
         };
-        let step = if nesterov { d + momentum * *b } else { *b };
+        let step = if NESTEROV { d + momentum * *b } else { *b };
         *p -= lr * step;
-    };
-    if p.len() >= 1 << 16 {
-        crate::parallel::install(|| {
-            p.par_iter_mut()
-                .zip(g.par_iter())
-                .zip(b.par_iter_mut())
-                .for_each(f)
-        });
-    } else {
-        p.iter_mut().zip(g).zip(b.iter_mut()).for_each(f);
     }
 }
 
@@ -186,6 +227,69 @@ mod tests {
             let want = reference(1.5, &grads, &cfg);
             let got = p.value().data()[0] as f64;
             assert!((got - want).abs() < 1e-5, "{cfg:?}: {got} vs {want}");
+        }
+    }
+
+    /// A parameter large enough for the parallel, block-vectorised update
+    /// (an odd length, so the last block and the vector tails are partial):
+    /// every element follows the f64 rule, with the same bits as the serial
+    /// update of the same values.
+    #[test]
+    fn large_parameters_match_reference_per_element() {
+        let n = 3 * BLOCK + PAR_MIN + 7;
+        let mut rng = crate::testutil::Rng::new(5);
+        let p0 = rng.normal_vec(n);
+        let grads: Vec<Vec<f32>> = (0..3).map(|_| rng.normal_vec(n)).collect();
+        for &(momentum, dampening, wd, nesterov) in &[
+            (0.0, 0.0, 1e-2, false),
+            (0.9, 0.1, 1e-2, false),
+            (0.9, 0.0, 5e-4, true),
+        ] {
+            let cfg = SgdConfig {
+                lr: 0.1,
+                momentum,
+                dampening,
+                weight_decay: wd,
+                nesterov,
+            };
+            crate::parallel::set_num_threads(crate::parallel::get_num_threads().max(2));
+            // One large parameter (parallel blocks), and the same values as
+            // small parameters (each updated serially, below `PAR_MIN`).
+            let big = vec![Var::leaf(Tensor::new(vec![n], p0.clone()).unwrap(), true)];
+            let small: Vec<Var> = p0
+                .chunks(PAR_MIN / 3)
+                .map(|c| Var::leaf(Tensor::new(vec![c.len()], c.to_vec()).unwrap(), true))
+                .collect();
+            let mut runs = Vec::new();
+            for params in [big, small] {
+                let mut opt = Sgd::new(params.clone());
+                for g in &grads {
+                    let mut off = 0;
+                    for p in &params {
+                        let len = p.value().numel();
+                        let gt = Tensor::new(vec![len], g[off..off + len].to_vec()).unwrap();
+                        p.set_grad(Some(gt)).unwrap();
+                        off += len;
+                    }
+                    opt.step(&cfg).unwrap();
+                }
+                runs.push(
+                    params
+                        .iter()
+                        .flat_map(|p| p.value().data().to_vec())
+                        .collect::<Vec<f32>>(),
+                );
+            }
+            assert_eq!(runs[0], runs[1], "{cfg:?}: parallel blocks vs serial");
+            for i in (0..n).step_by(97).chain(n - 9..n) {
+                let gs: Vec<f64> = grads.iter().map(|g| g[i] as f64).collect();
+                let want = reference(p0[i] as f64, &gs, &cfg);
+                let got = runs[0][i] as f64;
+                assert!(
+                    (got - want).abs() < 1e-5 * (1.0 + want.abs()),
+                    "{cfg:?} [{i}]: {got} vs {want}"
+                );
+            }
         }
     }
 
