@@ -302,6 +302,17 @@ pub struct FusedSrc<'a> {
     pub pitch: usize,
 }
 
+/// Offset of column `t` of runs of `run` columns `pitch` apart
+/// (`run == usize::MAX`: one run).
+#[inline]
+fn run_offset(t: usize, run: usize, pitch: usize) -> usize {
+    if run == usize::MAX {
+        t
+    } else {
+        (t / run) * pitch + t % run
+    }
+}
+
 /// Where the rows of a [`FusedSrc`] start.
 #[derive(Clone, Copy, Debug)]
 pub enum RowOffsets<'a> {
@@ -316,11 +327,7 @@ impl FusedSrc<'_> {
     /// including `col0`).
     #[inline]
     fn col(&self, t: usize) -> usize {
-        if self.run == usize::MAX {
-            t
-        } else {
-            (t / self.run) * self.pitch + t % self.run
-        }
+        run_offset(t, self.run, self.pitch)
     }
 
     /// The fused panels of the block `B[pc..pc+kc, jc..jc+nc]` for panels
@@ -1012,11 +1019,7 @@ struct FusedB {
 impl FusedB {
     #[inline]
     fn col(&self, t: usize) -> usize {
-        if self.run == usize::MAX {
-            t
-        } else {
-            (t / self.run) * self.pitch + t % self.run
-        }
+        run_offset(t, self.run, self.pitch)
     }
 
     /// Panel `q` of `nr` columns: one run, or the end of one run and the
