@@ -252,44 +252,16 @@ mod tests {
                 weight_decay: wd,
                 nesterov,
             };
-            crate::parallel::set_num_threads(crate::parallel::get_num_threads().max(2));
-            // One large parameter (parallel blocks), and the same values as
-            // small parameters (each updated serially, below `PAR_MIN`).
-            let big = vec![Var::leaf(Tensor::new(vec![n], p0.clone()).unwrap(), true)];
-            let small: Vec<Var> = p0
-                .chunks(PAR_MIN / 3)
-                .map(|c| Var::leaf(Tensor::new(vec![c.len()], c.to_vec()).unwrap(), true))
-                .collect();
-            let mut runs = Vec::new();
-            for params in [big, small] {
-                let mut opt = Sgd::new(params.clone());
-                for g in &grads {
-                    let mut off = 0;
-                    for p in &params {
-                        let len = p.value().numel();
-                        let gt = Tensor::new(vec![len], g[off..off + len].to_vec()).unwrap();
-                        p.set_grad(Some(gt)).unwrap();
-                        off += len;
-                    }
-                    opt.step(&cfg).unwrap();
-                }
-                runs.push(
-                    params
-                        .iter()
-                        .flat_map(|p| p.value().data().to_vec())
-                        .collect::<Vec<f32>>(),
-                );
-            }
-            assert_eq!(runs[0], runs[1], "{cfg:?}: parallel blocks vs serial");
-            for i in (0..n).step_by(97).chain(n - 9..n) {
+            let [big, small] = crate::optim::testing::big_and_small(&p0, &grads, |params| {
+                let mut opt = Sgd::new(params);
+                Box::new(move || opt.step(&cfg).unwrap())
+            });
+            assert_eq!(big, small, "{cfg:?}: parallel blocks vs serial");
+            let want = |i: usize| {
                 let gs: Vec<f64> = grads.iter().map(|g| g[i] as f64).collect();
-                let want = reference(p0[i] as f64, &gs, &cfg);
-                let got = runs[0][i] as f64;
-                assert!(
-                    (got - want).abs() < 1e-5 * (1.0 + want.abs()),
-                    "{cfg:?} [{i}]: {got} vs {want}"
-                );
-            }
+                reference(p0[i] as f64, &gs, &cfg)
+            };
+            crate::optim::testing::check_sampled(&big, want, &format!("{cfg:?}"));
         }
     }
 

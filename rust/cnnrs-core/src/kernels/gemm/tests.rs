@@ -480,6 +480,23 @@ fn crosses_every_cache_block_boundary() {
     }
 }
 
+/// [`PackB::pack`] one element at a time from `at(row, col)` of B: the
+/// block `(p0, kc, j0, nc)` as panels of `nr` columns, zero past `nc`.
+fn pack_by_element(
+    at: impl Fn(usize, usize) -> f32,
+    (p0, kc, j0, nc, nr): (usize, usize, usize, usize, usize),
+    dst: &mut [f32],
+) {
+    for q in 0..nc.div_ceil(nr) {
+        for p in 0..kc {
+            for j in 0..nr {
+                let col = q * nr + j;
+                dst[q * nr * kc + p * nr + j] = if col < nc { at(p0 + p, j0 + col) } else { 0.0 };
+            }
+        }
+    }
+}
+
 /// im2col of one `[c, h, w]` image as a [`PackB`]: B is
 /// `[c*kh*kw, h_out*w_out]`, packed straight from the image (the use the
 /// trait exists for).
@@ -526,18 +543,7 @@ impl PackB for Im2col<'_> {
     }
     fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
         assert_eq!(dst.len(), nc.div_ceil(nr) * nr * kc);
-        for q in 0..nc.div_ceil(nr) {
-            for p in 0..kc {
-                for j in 0..nr {
-                    let col = q * nr + j;
-                    dst[q * nr * kc + p * nr + j] = if col < nc {
-                        self.at(p0 + p, j0 + col)
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
+        pack_by_element(|p, j| self.at(p, j), (p0, kc, j0, nc, nr), dst)
     }
 }
 
@@ -624,18 +630,7 @@ impl PackB for Runs<'_> {
         self.cols
     }
     fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
-        for q in 0..nc.div_ceil(nr) {
-            for p in 0..kc {
-                for j in 0..nr {
-                    let col = q * nr + j;
-                    dst[q * nr * kc + p * nr + j] = if col < nc {
-                        self.at(p0 + p, j0 + col)
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
+        pack_by_element(|p, j| self.at(p, j), (p0, kc, j0, nc, nr), dst)
     }
     fn fused(&self) -> Option<FusedSrc<'_>> {
         Some(FusedSrc {
