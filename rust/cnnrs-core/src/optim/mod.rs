@@ -17,12 +17,41 @@ pub(crate) mod testing {
     use crate::autograd::Var;
     use crate::tensor::Tensor;
 
+    /// Three steps of an optimizer over one parameter of `3 * BLOCK +
+    /// PAR_MIN + 7` random values (parallel, block-vectorised; an odd
+    /// length, so the last block and the vector tails are partial): the
+    /// same bits as over the same values split into small parameters
+    /// (each updated serially), and every sampled element as
+    /// `reference(p0, grads)` in f64 gives. `make` builds the optimizer
+    /// over the parameters it is given and returns one step of it.
+    pub(crate) fn check_large_parameter(
+        seed: u64,
+        make: impl Fn(Vec<Var>) -> Box<dyn FnMut()>,
+        reference: impl Fn(f64, &[f64]) -> f64,
+        what: &str,
+    ) {
+        let n = 3 * super::BLOCK + super::PAR_MIN + 7;
+        let mut rng = crate::testutil::Rng::new(seed);
+        let p0 = rng.normal_vec(n);
+        let grads: Vec<Vec<f32>> = (0..3).map(|_| rng.normal_vec(n)).collect();
+        let [big, small] = big_and_small(&p0, &grads, make);
+        assert_eq!(big, small, "{what}: parallel blocks vs serial");
+        for i in (0..n).step_by(97).chain(n - 9..n) {
+            let gs: Vec<f64> = grads.iter().map(|g| g[i] as f64).collect();
+            let (g, w) = (big[i] as f64, reference(p0[i] as f64, &gs));
+            assert!(
+                (g - w).abs() < 1e-5 * (1.0 + w.abs()),
+                "{what} [{i}]: {g} vs {w}"
+            );
+        }
+    }
+
     /// Runs one optimizer for `grads.len()` steps over the values `p0`,
     /// held once as one large parameter (parallel blocks) and once as
     /// small parameters below `PAR_MIN` (each updated serially); returns
     /// both final values, flattened. `make` builds the optimizer over the
     /// parameters it is given and returns one step of it.
-    pub(crate) fn big_and_small(
+    fn big_and_small(
         p0: &[f32],
         grads: &[Vec<f32>],
         make: impl Fn(Vec<Var>) -> Box<dyn FnMut()>,
@@ -48,17 +77,5 @@ pub(crate) mod testing {
                 .flat_map(|p| p.value().data().to_vec())
                 .collect()
         })
-    }
-
-    /// Every 97th element and the last 9 of `got` against `want(i)`.
-    pub(crate) fn check_sampled(got: &[f32], want: impl Fn(usize) -> f64, what: &str) {
-        let n = got.len();
-        for i in (0..n).step_by(97).chain(n.saturating_sub(9)..n) {
-            let (g, w) = (got[i] as f64, want(i));
-            assert!(
-                (g - w).abs() < 1e-5 * (1.0 + w.abs()),
-                "{what} [{i}]: {g} vs {w}"
-            );
-        }
     }
 }

@@ -236,10 +236,6 @@ mod tests {
     /// update of the same values.
     #[test]
     fn large_parameters_match_reference_per_element() {
-        let n = 3 * BLOCK + PAR_MIN + 7;
-        let mut rng = crate::testutil::Rng::new(5);
-        let p0 = rng.normal_vec(n);
-        let grads: Vec<Vec<f32>> = (0..3).map(|_| rng.normal_vec(n)).collect();
         for &(momentum, dampening, wd, nesterov) in &[
             (0.0, 0.0, 1e-2, false),
             (0.9, 0.1, 1e-2, false),
@@ -252,16 +248,15 @@ mod tests {
                 weight_decay: wd,
                 nesterov,
             };
-            let [big, small] = crate::optim::testing::big_and_small(&p0, &grads, |params| {
-                let mut opt = Sgd::new(params);
-                Box::new(move || opt.step(&cfg).unwrap())
-            });
-            assert_eq!(big, small, "{cfg:?}: parallel blocks vs serial");
-            let want = |i: usize| {
-                let gs: Vec<f64> = grads.iter().map(|g| g[i] as f64).collect();
-                reference(p0[i] as f64, &gs, &cfg)
-            };
-            crate::optim::testing::check_sampled(&big, want, &format!("{cfg:?}"));
+            crate::optim::testing::check_large_parameter(
+                5,
+                |params| {
+                    let mut opt = Sgd::new(params);
+                    Box::new(move || opt.step(&cfg).unwrap())
+                },
+                |p0, gs| reference(p0, gs, &cfg),
+                &format!("{cfg:?}"),
+            );
         }
     }
 
