@@ -49,6 +49,39 @@ def test_env_variable_sets_default():
     assert out.stdout.strip() == "3"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux scheduler knob")
+def test_worker_slice_env_reaches_pool_threads():
+    """CNNRS_WORKER_SLICE_MS asks the kernel for that slice on the pool's
+    threads (Linux >= 6.12 reports it back; older kernels report no slice
+    and ignore the request) without changing any result; bad values are
+    ignored like a bad CNNRS_NUM_THREADS."""
+    code = ("import cnnrs, numpy as np; from cnnrs import _native;"
+            "x = cnnrs.tensor(np.arange(2*3*8*8, dtype=np.float32).reshape(2, 3, 8, 8));"
+            "w = cnnrs.tensor(np.ones((4, 3, 3, 3), np.float32));"
+            "y = cnnrs.nn.functional.conv2d(x, w, padding=1).numpy();"
+            "print(_native.worker_slice_ns(), float(y.sum()))")
+
+    def run(value):
+        env = dict(os.environ, CNNRS_NUM_THREADS="2")
+        env.pop("CNNRS_WORKER_SLICE_MS", None)
+        if value is not None:
+            env["CNNRS_WORKER_SLICE_MS"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=60, check=True)
+        ns, total = out.stdout.split()
+        return int(ns), float(total)
+
+    default_ns, ref = run(None)
+    for value, want in (("20", 20_000_000), ("2.5", 2_500_000), ("500", 100_000_000)):
+        ns, total = run(value)
+        assert total == ref
+        if default_ns:  # the kernel reports slices: the request must show
+            assert ns == want, (value, ns)
+    for bad in ("0", "-1", "fast", ""):
+        ns, total = run(bad)
+        assert (ns, total) == (default_ns, ref), bad
+
+
 def _child(q):
     q.put(parallel_work(1))
 

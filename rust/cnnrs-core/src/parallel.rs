@@ -39,9 +39,15 @@ fn read_default_threads() -> usize {
 }
 
 fn build(threads: usize) -> Pool {
+    let slice = worker_slice();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("cnnrs-{i}"))
+        .start_handler(move |_| {
+            if let Some(ns) = slice {
+                request_slice(ns);
+            }
+        })
         .build()
         .map(Arc::new)
         // Building a pool only fails when the OS refuses threads; fall back
@@ -90,6 +96,110 @@ fn current() -> Arc<rayon::ThreadPool> {
             pool
         }
     }
+}
+
+/// The time slice the pool threads ask the scheduler for, in nanoseconds:
+/// `CNNRS_WORKER_SLICE_MS` (a positive number of milliseconds, at most
+/// 100), else none (the system default). Read when a pool is built.
+fn worker_slice() -> Option<u64> {
+    parse_slice_ms(&std::env::var("CNNRS_WORKER_SLICE_MS").ok()?)
+}
+
+/// Milliseconds (positive, finite; capped at 100, the kernel's limit) as
+/// nanoseconds; anything else is `None`.
+fn parse_slice_ms(v: &str) -> Option<u64> {
+    let ms: f64 = v.trim().parse().ok()?;
+    (ms > 0.0 && ms.is_finite()).then(|| (ms.min(100.0) * 1e6) as u64)
+}
+
+/// Asks Linux (6.12 or later: EEVDF custom slices) to run the calling
+/// thread for up to `ns` nanoseconds at a time before the scheduler may
+/// switch to another runnable task of the same policy, keeping its policy
+/// and nice value. Best effort: does nothing on other systems, on older
+/// kernels (which ignore the request), or for a non-default policy.
+///
+/// Why: with another process busy on one of two cores, a pool thread that
+/// shares that core is sometimes preempted in the middle of a task (the
+/// default slice is ~1.5-3 ms) and the call waits a scheduler tick (~4 ms
+/// here) for that task: a 1.4 ms 2-thread transposed convolution took
+/// ~5 ms in 10-50% of calls instead of ~2.8 ms. With 20 ms slices the slow
+/// calls went below 10%, and every conv row of `bench.py --contend` stayed
+/// within ~2.1x of its quiet time (2.5-2.8x without). The cost: small
+/// parallel calls that block the caller wait longer for a woken worker
+/// (LeNet's 5x5 forward at batch 64, 2 threads, quiet: 63 -> 77 us), so it
+/// is an opt-in for machines that run other busy processes.
+fn request_slice(ns: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        /// `struct sched_attr` (linux/sched/types.h), with utilization clamps.
+        #[repr(C)]
+        #[derive(Default)]
+        struct SchedAttr {
+            size: u32,
+            policy: u32,
+            flags: u64,
+            nice: i32,
+            priority: u32,
+            runtime: u64,
+            deadline: u64,
+            period: u64,
+            util_min: u32,
+            util_max: u32,
+        }
+        const SCHED_OTHER: u32 = 0;
+        const SCHED_BATCH: u32 = 3;
+        const SCHED_FLAG_RESET_ON_FORK: u64 = 1;
+        let size = std::mem::size_of::<SchedAttr>() as u32;
+        let mut attr = SchedAttr::default();
+        // SAFETY: `attr` is a writable `sched_attr` of `size` bytes; pid 0
+        // is the calling thread.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_sched_getattr,
+                0,
+                &mut attr as *mut SchedAttr,
+                size,
+                0,
+            )
+        };
+        if got != 0 || !(attr.policy == SCHED_OTHER || attr.policy == SCHED_BATCH) {
+            return;
+        }
+        attr.size = size;
+        attr.flags &= SCHED_FLAG_RESET_ON_FORK;
+        attr.runtime = ns;
+        (attr.deadline, attr.period, attr.util_min, attr.util_max) = (0, 0, 0, 0);
+        // SAFETY: as above, read-only for the kernel.
+        unsafe {
+            libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = ns;
+}
+
+/// The time slice the calling thread runs with, in nanoseconds, as the
+/// kernel reports it (Linux 6.12 or later: the slice [`request_slice`]
+/// set, else the default one; 0 where unknown).
+fn current_slice() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut attr = [0u64; 7]; // a `sched_attr` of 56 bytes
+                                  // SAFETY: 56 writable bytes; pid 0 is the calling thread.
+        let got = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, attr.as_mut_ptr(), 56u32, 0) };
+        // `sched_runtime` is the fourth u64 (after size/policy, flags,
+        // nice/priority).
+        if got == 0 {
+            return attr[3];
+        }
+    }
+    0
+}
+
+/// The time slice of a pool thread in nanoseconds, as the kernel reports
+/// it (0 where unknown): shows whether `CNNRS_WORKER_SLICE_MS` took effect.
+pub fn worker_slice_ns() -> u64 {
+    current().install(current_slice)
 }
 
 /// Sets the number of worker threads (at least 1) for later calls.
@@ -325,6 +435,44 @@ pub fn map_new(len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A requested slice is what the kernel then reports for the thread
+    /// (where it reports slices at all), and the thread keeps its nice
+    /// value; a request on a thread with a real-time-like policy is not
+    /// possible here, so only the default policy is exercised.
+    #[test]
+    fn request_slice_sets_this_threads_slice_only() {
+        std::thread::spawn(|| {
+            let before = current_slice();
+            // SAFETY: plain libc calls on this thread.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            request_slice(20_000_000);
+            let after = current_slice();
+            if before != 0 {
+                // Linux >= 6.12 reports fair slices: the request must show.
+                assert_eq!(after, 20_000_000);
+            }
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }, nice);
+        })
+        .join()
+        .unwrap();
+        // Another thread's request left this one alone.
+        let here = current_slice();
+        assert!(here != 20_000_000 || here == 0, "slice leaked: {here}");
+    }
+
+    /// The environment knob: milliseconds, positive, capped at 100 ms.
+    #[test]
+    fn worker_slice_parses_milliseconds() {
+        let parse = parse_slice_ms;
+        assert_eq!(parse("20"), Some(20_000_000));
+        assert_eq!(parse(" 2.5 "), Some(2_500_000));
+        assert_eq!(parse("1000"), Some(100_000_000));
+        for bad in ["0", "-3", "abc", "", "inf", "NaN"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
 
     /// Every index runs exactly once, with tasks borrowing the caller's data;
     /// a task sees itself inside a parallel region (so nested calls stay

@@ -123,6 +123,13 @@ fn get_num_threads() -> usize {
     cnnrs_core::parallel::get_num_threads()
 }
 
+/// The time slice a pool thread runs with, in nanoseconds, as Linux reports
+/// it (0 where unknown): shows whether `CNNRS_WORKER_SLICE_MS` took effect.
+#[pyfunction]
+fn worker_slice_ns(py: Python<'_>) -> u64 {
+    py.detach(cnnrs_core::parallel::worker_slice_ns)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(add, m)?)?;
     m.add_function(wrap_pyfunction!(sub, m)?)?;
@@ -140,5 +147,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_backward_profiling, m)?)?;
     m.add_function(wrap_pyfunction!(backward_profile, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_slice_ns, m)?)?;
     Ok(())
 }
