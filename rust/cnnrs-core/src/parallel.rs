@@ -118,16 +118,18 @@ fn parse_slice_ms(v: &str) -> Option<u64> {
 /// and nice value. Best effort: does nothing on other systems, on older
 /// kernels (which ignore the request), or for a non-default policy.
 ///
-/// Why: with another process busy on one of two cores, a pool thread that
-/// shares that core is sometimes preempted in the middle of a task (the
-/// default slice is ~1.5-3 ms) and the call waits a scheduler tick (~4 ms
-/// here) for that task: a 1.4 ms 2-thread transposed convolution took
-/// ~5 ms in 10-50% of calls instead of ~2.8 ms. With 20 ms slices the slow
-/// calls went below 10%, and every conv row of `bench.py --contend` stayed
-/// within ~2.1x of its quiet time (2.5-2.8x without). The cost: small
-/// parallel calls that block the caller wait longer for a woken worker
-/// (LeNet's 5x5 forward at batch 64, 2 threads, quiet: 63 -> 77 us), so it
-/// is an opt-in for machines that run other busy processes.
+/// Why: with another process busy on one of two cores, 2-thread calls are
+/// bimodal: most take ~2x their quiet time (the other core does all the
+/// work), but 10-50% take ~2x plus ~3.6 ms, most likely a pool thread
+/// preempted in the middle of a task (the default slice is 1.4 ms here)
+/// and waiting a scheduler tick for the core (a 1.4 ms transposed
+/// convolution: ~2.8 ms or ~5 ms). With 20 ms slices the slow calls went
+/// below 10%, and the worst conv row of `bench.py --contend` per run was
+/// 1.86-1.99x its quiet time (2.02-2.89x without). The cost: small parallel
+/// calls that block the caller get their workers later (LeNet's 5x5
+/// forward at batch 64, 2 threads, quiet: 63 -> 77 us; rayon's idle
+/// threads yield, and a yield moves a thread's deadline by its slice), so
+/// it is an opt-in for machines that run other busy processes.
 fn request_slice(ns: u64) {
     #[cfg(target_os = "linux")]
     {
