@@ -91,6 +91,10 @@ fn dx_one(
         mm.call(wt, MatRef::row_major(dy, gm.c_out_g, hw, hw), dx, hw, &opts);
         return Ok(());
     }
+    if takes_disjoint(gm, wide.is_some(), tuning) {
+        return dx_one_disjoint(wt, dy, bias, dx, gm, mm);
+    }
+    let direct = wide.is_some() && tuning.direct(gm);
     if let Some(b) = bias {
         for (plane, &bv) in dx.chunks_exact_mut(gm.hw_in()).zip(b) {
             plane.fill(bv);
@@ -98,7 +102,7 @@ fn dx_one(
     }
     let opts = GemmOpts::default();
     if let Some(wg) = wide {
-        if tuning.direct(gm) {
+        if direct {
             let g = wg.gather(gm);
             let out_len = WideGeom::gather_out_len(gm, &g);
             return with_scratch(out_len + gm.c_out_g * g.row, |buf| {
@@ -128,6 +132,90 @@ fn dx_one(
             mm.call(wt, dy_panel, dcol, cols, &opts);
             col2im(dcol, gm, oh0, oh1, dx);
         }
+        Ok(())
+    })
+}
+
+/// True when the windows tile the input exactly, without overlap: kernel
+/// equal to the stride on both axes, no padding, no dilation, and the
+/// input exactly `out * kernel` long (a 2x2 stride-2 transposed
+/// convolution's forward, U-Net's up-sampling). Every input position then
+/// takes exactly one tap of one output position.
+fn disjoint_windows(gm: &Conv2dGeom) -> bool {
+    gm.k_h == gm.stride_h
+        && gm.k_w == gm.stride_w
+        && gm.k_h * gm.k_w > 1
+        && gm.dil_h == 1
+        && gm.dil_w == 1
+        && gm.pad_top + gm.pad_bottom + gm.pad_left + gm.pad_right == 0
+        && gm.h_in == gm.h_out * gm.k_h
+        && gm.w_in == gm.w_out * gm.k_w
+}
+
+/// Calls of [`dx_one_disjoint`], for tests that must see it run.
+#[cfg(test)]
+pub(crate) static DISJOINT_RUNS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether [`dx_one`] takes [`dx_one_disjoint`] (which overwrites all of
+/// `dx`): disjoint windows, unless the direct kernels take the shape.
+fn takes_disjoint(gm: &Conv2dGeom, wide: bool, tuning: &Tuning) -> bool {
+    disjoint_windows(gm) && !(wide && tuning.direct(gm))
+}
+
+/// [`dx_one`] when [`disjoint_windows`] holds: `dcol = W^T · dy` (rows
+/// `(c, kh, kw)`), then each row is written, with the bias, to its own
+/// strided positions of `dx`: one store per element, where the general
+/// path zeroes `dx` and a padded buffer, adds `dcol` into the buffer and
+/// adds the buffer into `dx`.
+fn dx_one_disjoint(
+    wt: MatRef,
+    dy: &[f32],
+    bias: Option<&[f32]>,
+    dx: &mut [f32],
+    gm: &Conv2dGeom,
+    mm: GemmFn,
+) -> Result<()> {
+    let (k, hw, w_out, w_in) = (gm.col_rows(), gm.hw_out(), gm.w_out, gm.w_in);
+    let (kh_n, kw_n) = (gm.k_h, gm.k_w);
+    #[cfg(test)]
+    DISJOINT_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    with_scratch(k * hw, |dcol| {
+        let b = MatRef::row_major(dy, gm.c_out_g, hw, hw);
+        mm.call(wt, b, dcol, hw, &GemmOpts::default());
+        let dcol = &*dcol;
+        crate::kernels::simd::wide(
+            #[inline(always)]
+            || {
+                let planes = dx.chunks_exact_mut(gm.hw_in());
+                for (c, (plane, taps)) in
+                    planes.zip(dcol.chunks_exact(kh_n * kw_n * hw)).enumerate()
+                {
+                    let bv = bias.map_or(0.0, |b| b[c]);
+                    for (kh, rows) in taps.chunks_exact(kw_n * hw).enumerate() {
+                        for oh in 0..gm.h_out {
+                            let ih = oh * kh_n + kh;
+                            let out = &mut plane[ih * w_in..(ih + 1) * w_in];
+                            let src = |kw: usize| &rows[kw * hw + oh * w_out..][..w_out];
+                            if kw_n == 2 {
+                                let (s0, s1) = (src(0), src(1));
+                                for ((o, &a), &b) in out.chunks_exact_mut(2).zip(s0).zip(s1) {
+                                    o[0] = a + bv;
+                                    o[1] = b + bv;
+                                }
+                            } else {
+                                for kw in 0..kw_n {
+                                    let s = src(kw);
+                                    for (o, &v) in out[kw..].iter_mut().step_by(kw_n).zip(s) {
+                                        *o = v + bv;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        );
         Ok(())
     })
 }
@@ -224,8 +312,9 @@ pub(crate) fn grad_input(
         )
     };
     // A pointwise convolution's input gradient is one GEMM that overwrites
-    // its chunk; every other path adds into a zeroed chunk.
-    let zero = !gm.is_pointwise();
+    // its chunk, and so do disjoint windows; every other path adds into a
+    // zeroed chunk.
+    let zero = !gm.is_pointwise() && !takes_disjoint(gm, wide.is_some(), tuning);
     let spare = &mut dx.spare_capacity_mut()[..numel];
     let init = |d: &mut [std::mem::MaybeUninit<f32>]| -> *mut [f32] {
         if zero {

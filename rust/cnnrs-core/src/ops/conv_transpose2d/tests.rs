@@ -109,6 +109,62 @@ fn backward_matches_reference_on_random_shapes() {
     }
 }
 
+/// Kernel equal to the stride, no padding or dilation (U-Net's 2x2 stride-2
+/// up-sampling): the forward writes each tap's products straight to their
+/// places. Every work split and SIMD family against the reference, with
+/// and without bias, one and two groups, channel counts on both sides of
+/// the direct kernels' limit; with an output padding the windows no longer
+/// tile the output (the uncovered row/column holds the bias).
+#[test]
+fn kernel_equal_to_stride_matches_reference() {
+    use std::sync::atomic::Ordering;
+    let mut rng = Rng::new(2222);
+    let before = conv2d::backward::DISJOINT_RUNS.load(Ordering::Relaxed);
+    let kernels = [(2, 2), (3, 3), (2, 3), (1, 2), (2, 1)];
+    let mut case_no = 0;
+    for &(k_h, k_w) in &kernels {
+        for &(c_in_g, c_out_g) in &[(1, 3), (3, 2), (10, 9)] {
+            for groups in [1, 2] {
+                let paddings = [(0, 0), (k_h.min(2) - 1, k_w.min(2) - 1)];
+                for (output_padding, bias) in
+                    paddings.into_iter().flat_map(|p| [(p, false), (p, true)])
+                {
+                    let p = ConvTranspose2dParams {
+                        stride: (k_h, k_w),
+                        output_padding,
+                        groups,
+                        ..Default::default()
+                    };
+                    let x_shape = [
+                        1 + case_no % 3,
+                        c_in_g * groups,
+                        2 + case_no % 4,
+                        3 + case_no % 3,
+                    ];
+                    let w_shape = [c_in_g * groups, c_out_g, k_h, k_w];
+                    case_no += 1;
+                    let x = tensor(&mut rng, &x_shape);
+                    let w = tensor(&mut rng, &w_shape);
+                    let b = bias.then(|| tensor(&mut rng, &[c_out_g * groups]));
+                    let want = reference::forward(&x, &w, b.as_ref(), &p).unwrap();
+                    for (name, t) in &TUNINGS {
+                        let what = format!(
+                            "k {k_h}x{k_w} x {x_shape:?} w {w_shape:?} bias {bias} {p:?} ({name})"
+                        );
+                        let got = forward_tuned(&x, &w, b.as_ref(), &p, t).unwrap();
+                        assert_eq!(got.shape(), want.shape(), "{what}");
+                        assert_close(got.data(), want.data(), 1e-4, 1e-4, &what);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        conv2d::backward::DISJOINT_RUNS.load(Ordering::Relaxed) > before,
+        "the disjoint-window path never ran"
+    );
+}
+
 /// `<conv2d(x, w), y> == <x, conv_transpose2d(y, w)>` for the same stride,
 /// padding, dilation and groups, with the output padding that gives back
 /// `x`'s size. Sums in float64; both sides are f32 results of O(1) values.
