@@ -230,7 +230,36 @@ unsafe fn deinterleave2_avx512(src: &[f32], xq: *mut f32, e: usize, o: usize) ->
             _mm512_storeu_ps(xq.add(o + 16 * g), _mm512_permutex2var_ps(lo, odd, hi));
         }
     }
-    groups * 16
+    // The last `r < 32` floats the same way, through masks (a 56-wide row
+    // is one group and 24 floats, which a scalar tail took longer to copy
+    // than the group).
+    let r = src.len() - 32 * groups;
+    if r > 0 {
+        let (ne, no) = (r.div_ceil(2), r / 2);
+        // SAFETY: the masked loads read only floats `32*groups .. len` of
+        // `src` (masked-off lanes are not accessed); the masked stores write
+        // `ne` / `no` floats at `e + 16*groups` / `o + 16*groups`, the ends
+        // of the runs the caller vouched for.
+        unsafe {
+            let base = src.as_ptr().add(32 * groups);
+            let lo = _mm512_maskz_loadu_ps(mask16(r.min(16)), base);
+            let hi = _mm512_maskz_loadu_ps(mask16(r.saturating_sub(16)), base.add(16));
+            let (pe, po) = (
+                _mm512_permutex2var_ps(lo, even, hi),
+                _mm512_permutex2var_ps(lo, odd, hi),
+            );
+            _mm512_mask_storeu_ps(xq.add(e + 16 * groups), mask16(ne), pe);
+            _mm512_mask_storeu_ps(xq.add(o + 16 * groups), mask16(no), po);
+        }
+    }
+    src.len().div_ceil(2)
+}
+
+/// The first `n <= 16` lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn mask16(n: usize) -> u16 {
+    ((1u32 << n) - 1) as u16
 }
 
 /// `dst[2*i] += xq[e + i]` and `dst[2*i + 1] += xq[o + i]`: the adjoint of
@@ -286,7 +315,31 @@ unsafe fn interleave2_add_avx512(xq: &[f32], e: usize, o: usize, dst: &mut [f32]
             _mm512_storeu_ps(d.add(16), b);
         }
     }
-    groups * 16
+    // The last `r < 32` floats of `dst` through masks.
+    let r = dst.len() - 32 * groups;
+    if r > 0 {
+        let (ne, no) = (r.div_ceil(2), r / 2);
+        // SAFETY: the masked loads read `ne` / `no` floats at the ends of
+        // the runs in `xq` (caller) and floats `32*groups .. len` of `dst`;
+        // the masked stores write only the latter.
+        unsafe {
+            let ev = _mm512_maskz_loadu_ps(mask16(ne), xq.as_ptr().add(e + 16 * groups));
+            let od = _mm512_maskz_loadu_ps(mask16(no), xq.as_ptr().add(o + 16 * groups));
+            let d = dst.as_mut_ptr().add(32 * groups);
+            let (m0, m1) = (mask16(r.min(16)), mask16(r.saturating_sub(16)));
+            let a = _mm512_add_ps(
+                _mm512_maskz_loadu_ps(m0, d),
+                _mm512_permutex2var_ps(ev, lo, od),
+            );
+            let b = _mm512_add_ps(
+                _mm512_maskz_loadu_ps(m1, d.add(16)),
+                _mm512_permutex2var_ps(ev, hi, od),
+            );
+            _mm512_mask_storeu_ps(d, m0, a);
+            _mm512_mask_storeu_ps(d.add(16), m1, b);
+        }
+    }
+    dst.len().div_ceil(2)
 }
 
 impl WideGeom {
