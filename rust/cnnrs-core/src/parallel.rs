@@ -125,11 +125,13 @@ fn parse_slice_ms(v: &str) -> Option<u64> {
 /// and waiting a scheduler tick for the core (a 1.4 ms transposed
 /// convolution: ~2.8 ms or ~5 ms). With 20 ms slices the slow calls went
 /// below 10%, and the worst conv row of `bench.py --contend` per run was
-/// 1.86-1.99x its quiet time (2.02-2.89x without). The cost: small parallel
-/// calls that block the caller get their workers later (LeNet's 5x5
-/// forward at batch 64, 2 threads, quiet: 63 -> 77 us; rayon's idle
-/// threads yield, and a yield moves a thread's deadline by its slice), so
-/// it is an opt-in for machines that run other busy processes.
+/// 1.86-1.99x its quiet time (2.02-2.89x without). The cost, in a quiet
+/// machine: between back-to-back small calls rayon's idle workers keep
+/// spinning, so the caller shares a core with one of them, and with long
+/// slices it waits longer for that core (LeNet's 5x5 forward at batch 64,
+/// 2 threads: 63 -> 77 us; `perf sched`: the Python thread's mean
+/// scheduling delay 0.07 -> 0.37 ms). Hence an opt-in, for machines that
+/// run other busy processes.
 fn request_slice(ns: u64) {
     #[cfg(target_os = "linux")]
     {
