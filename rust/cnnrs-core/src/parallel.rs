@@ -135,45 +135,20 @@ fn parse_slice_ms(v: &str) -> Option<u64> {
 fn request_slice(ns: u64) {
     #[cfg(target_os = "linux")]
     {
-        /// `struct sched_attr` (linux/sched/types.h), with utilization clamps.
-        #[repr(C)]
-        #[derive(Default)]
-        struct SchedAttr {
-            size: u32,
-            policy: u32,
-            flags: u64,
-            nice: i32,
-            priority: u32,
-            runtime: u64,
-            deadline: u64,
-            period: u64,
-            util_min: u32,
-            util_max: u32,
-        }
         const SCHED_OTHER: u32 = 0;
         const SCHED_BATCH: u32 = 3;
         const SCHED_FLAG_RESET_ON_FORK: u64 = 1;
-        let size = std::mem::size_of::<SchedAttr>() as u32;
-        let mut attr = SchedAttr::default();
-        // SAFETY: `attr` is a writable `sched_attr` of `size` bytes; pid 0
-        // is the calling thread.
-        let got = unsafe {
-            libc::syscall(
-                libc::SYS_sched_getattr,
-                0,
-                &mut attr as *mut SchedAttr,
-                size,
-                0,
-            )
+        let Some(mut attr) = SchedAttr::get() else {
+            return;
         };
-        if got != 0 || !(attr.policy == SCHED_OTHER || attr.policy == SCHED_BATCH) {
+        if !(attr.policy == SCHED_OTHER || attr.policy == SCHED_BATCH) {
             return;
         }
-        attr.size = size;
         attr.flags &= SCHED_FLAG_RESET_ON_FORK;
         attr.runtime = ns;
         (attr.deadline, attr.period, attr.util_min, attr.util_max) = (0, 0, 0, 0);
-        // SAFETY: as above, read-only for the kernel.
+        // SAFETY: `attr` is a valid `sched_attr` of `attr.size` bytes, only
+        // read by the kernel; pid 0 is the calling thread.
         unsafe {
             libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
         }
@@ -182,20 +157,46 @@ fn request_slice(ns: u64) {
     let _ = ns;
 }
 
+/// `struct sched_attr` (linux/sched/types.h), with utilization clamps.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+#[cfg(target_os = "linux")]
+impl SchedAttr {
+    /// The calling thread's scheduling attributes, `None` when the kernel
+    /// does not give them.
+    fn get() -> Option<Self> {
+        let size = std::mem::size_of::<Self>() as u32;
+        let mut attr = Self::default();
+        // SAFETY: `attr` is a writable `sched_attr` of `size` bytes; pid 0
+        // is the calling thread.
+        let got =
+            unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr as *mut Self, size, 0) };
+        attr.size = size;
+        (got == 0).then_some(attr)
+    }
+}
+
 /// The time slice the calling thread runs with, in nanoseconds, as the
 /// kernel reports it (Linux 6.12 or later: the slice [`request_slice`]
 /// set, else the default one; 0 where unknown).
 fn current_slice() -> u64 {
     #[cfg(target_os = "linux")]
-    {
-        let mut attr = [0u64; 7]; // a `sched_attr` of 56 bytes
-                                  // SAFETY: 56 writable bytes; pid 0 is the calling thread.
-        let got = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, attr.as_mut_ptr(), 56u32, 0) };
-        // `sched_runtime` is the fourth u64 (after size/policy, flags,
-        // nice/priority).
-        if got == 0 {
-            return attr[3];
-        }
+    if let Some(attr) = SchedAttr::get() {
+        return attr.runtime;
     }
     0
 }
