@@ -237,6 +237,19 @@ mod tests {
         p
     }
 
+    /// The tests' settings: lr 0.01, PyTorch's betas and eps.
+    fn config(decoupled: bool, amsgrad: bool, weight_decay: f32) -> AdamConfig {
+        AdamConfig {
+            lr: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled,
+            amsgrad,
+        }
+    }
+
     /// A parameter large enough for the parallel, block-vectorised update
     /// (an odd length: partial last block and vector tails): every element
     /// follows the f64 rule on every variant, with the same bits as the
@@ -249,15 +262,7 @@ mod tests {
             (false, true, 0.0),
             (true, false, 0.01),
         ] {
-            let cfg = AdamConfig {
-                lr: 0.01,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: wd,
-                decoupled,
-                amsgrad,
-            };
+            let cfg = config(decoupled, amsgrad, wd);
             crate::optim::testing::check_large_parameter(
                 6,
                 |params| {
@@ -280,15 +285,7 @@ mod tests {
             (false, true, 0.01),
             (true, true, 0.05),
         ] {
-            let cfg = AdamConfig {
-                lr: 0.01,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: wd,
-                decoupled,
-                amsgrad,
-            };
+            let cfg = config(decoupled, amsgrad, wd);
             let p = Var::leaf(Tensor::new(vec![1], vec![0.7]).unwrap(), true);
             let mut opt = Adam::new(vec![p.clone()]);
             for &g in &grads {

@@ -200,6 +200,17 @@ mod tests {
         p
     }
 
+    /// The tests' settings at lr 0.1.
+    fn config(momentum: f32, dampening: f32, weight_decay: f32, nesterov: bool) -> SgdConfig {
+        SgdConfig {
+            lr: 0.1,
+            momentum,
+            dampening,
+            weight_decay,
+            nesterov,
+        }
+    }
+
     #[test]
     fn matches_reference_for_all_variants() {
         let grads = [0.5f64, -1.25, 2.0, 0.75];
@@ -210,13 +221,7 @@ mod tests {
             (0.9, 0.0, 5e-4, true),
             (0.0, 0.0, 0.1, false),
         ] {
-            let cfg = SgdConfig {
-                lr: 0.1,
-                momentum,
-                dampening,
-                weight_decay: wd,
-                nesterov,
-            };
+            let cfg = config(momentum, dampening, wd, nesterov);
             let p = Var::leaf(Tensor::new(vec![1], vec![1.5]).unwrap(), true);
             let mut opt = Sgd::new(vec![p.clone()]);
             for &g in &grads {
@@ -241,13 +246,7 @@ mod tests {
             (0.9, 0.1, 1e-2, false),
             (0.9, 0.0, 5e-4, true),
         ] {
-            let cfg = SgdConfig {
-                lr: 0.1,
-                momentum,
-                dampening,
-                weight_decay: wd,
-                nesterov,
-            };
+            let cfg = config(momentum, dampening, wd, nesterov);
             crate::optim::testing::check_large_parameter(
                 5,
                 |params| {
