@@ -161,6 +161,72 @@ fn forward_matches_reference_on_random_shapes() {
     }
 }
 
+/// Windows that tile the input exactly (kernel == stride, no padding: a
+/// patchify stem, a 2x2/2 down-sampling): the input gradient writes each
+/// tap's products straight to their places. Input, weight and bias
+/// gradients against the reference on every work split and SIMD family,
+/// one and two groups, channel counts on both sides of the direct kernels'
+/// limit; the path is seen to run.
+#[test]
+fn backward_with_kernel_equal_to_stride_matches_reference() {
+    use std::sync::atomic::Ordering;
+    let mut rng = Rng::new(4444);
+    let before = backward::DISJOINT_RUNS.load(Ordering::Relaxed);
+    for (no, &((k_h, k_w), (c_in_g, c_out_g), groups)) in [
+        ((2, 2), (3, 4), 1),
+        ((4, 4), (3, 10), 1),
+        ((2, 3), (2, 9), 2),
+        ((3, 1), (5, 2), 1),
+        ((2, 2), (16, 12), 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let n = 1 + no % 3;
+        let (h_out, w_out) = (2 + no % 3, 3 + no % 2);
+        let x_shape = [n, c_in_g * groups, h_out * k_h, w_out * k_w];
+        let w_shape = [c_out_g * groups, c_in_g, k_h, k_w];
+        let p = Conv2dParams {
+            stride: (k_h, k_w),
+            groups,
+            ..Default::default()
+        };
+        let x = tensor(&mut rng, &x_shape);
+        let w = tensor(&mut rng, &w_shape);
+        let out = Conv2dGeom::new(&x_shape, &w_shape, None, &p)
+            .unwrap()
+            .out_shape();
+        let dy = tensor(&mut rng, &out);
+        let (dx, dw, db) = reference::backward(&x, &w, &dy, &p).unwrap();
+        for (name, t) in &TUNINGS {
+            let what = format!("k {k_h}x{k_w} x {x_shape:?} w {w_shape:?} ({name})");
+            let g = backward_tuned(&x, &w, &dy, &p, Conv2dNeeds::ALL, t).unwrap();
+            let (gx, gw, gb) = (g.input.unwrap(), g.weight.unwrap(), g.bias.unwrap());
+            assert_close(gx.data(), dx.data(), 1e-4, 1e-4, &format!("dx {what}"));
+            assert_close(gw.data(), dw.data(), 1e-4, 3e-4, &format!("dw {what}"));
+            assert_close(gb.data(), db.data(), 1e-4, 3e-4, &format!("db {what}"));
+            // The input gradient alone (not through the one-pass backward).
+            let needs = Conv2dNeeds {
+                input: true,
+                weight: false,
+                bias: false,
+            };
+            let g = backward_tuned(&x, &w, &dy, &p, needs, t).unwrap();
+            assert_close(
+                g.input.unwrap().data(),
+                dx.data(),
+                1e-4,
+                1e-4,
+                &format!("dx alone {what}"),
+            );
+        }
+    }
+    assert!(
+        backward::DISJOINT_RUNS.load(Ordering::Relaxed) > before,
+        "the disjoint-window path never ran"
+    );
+}
+
 #[test]
 fn backward_matches_reference_on_random_shapes() {
     let mut rng = Rng::new(77);
