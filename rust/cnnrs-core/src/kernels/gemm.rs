@@ -946,18 +946,18 @@ struct Block {
 #[repr(C, align(64))]
 struct EdgeTile([f32; MAX_TILE]);
 
+/// Panels ahead whose source rows the tiles prefetch (see [`macro_kernel`]).
+const PF_AHEAD: usize = 2;
+
 /// Loops over the micro-tiles of one `mc x nc` block of C.
 ///
 /// # Safety
 /// `apack` / `bpack` hold the packed block (see `pack_a` / `pack_b`), except
 /// the first `fused.panels` B panels, which the first tile of each column
 /// packs from `fused`'s rows (every element they address checked by
-/// [`FusedSrc::block`]); `c`,
-/// `ldc` and the biases as in [`run_serial`]; `K` runs on this CPU.
+/// [`FusedSrc::block`]); `c`, `ldc` and the biases as in [`run_serial`];
+/// `K` runs on this CPU.
 #[allow(clippy::too_many_arguments)]
-/// Panels ahead whose source rows the tiles prefetch (see [`macro_kernel`]).
-const PF_AHEAD: usize = 2;
-
 unsafe fn macro_kernel<K: MicroKernel>(
     apack: &[f32],
     bpack: &mut [f32],

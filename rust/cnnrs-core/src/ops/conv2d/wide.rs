@@ -712,11 +712,7 @@ impl ValidColsT<'_> {
                 } else {
                     g0
                 };
-                let keep: u16 = if first >= 16 {
-                    u16::MAX
-                } else {
-                    (1u16 << first) - 1
-                };
+                let keep = mask16(first);
                 assert!(max_off + g0.max(shift) + 16 <= self.xq.len());
                 for half in 0..2 {
                     let t0 = half * 16;
