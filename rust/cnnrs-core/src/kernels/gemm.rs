@@ -532,7 +532,7 @@ fn gemm_impl<B: BSource>(
         };
     };
     if flops < CALLER_TASKS_MAX_FLOPS {
-        crate::parallel::for_each_index(gm * gn, run);
+        crate::parallel::for_each_index(gm * gn, flops >= EVERY_THREAD_MIN_FLOPS, run);
     } else {
         crate::parallel::install(|| (0..gm * gn).into_par_iter().for_each(run));
     }
@@ -550,6 +550,12 @@ fn gemm_impl<B: BSource>(
 /// time -> 1.2-1.7x once 2^28 was reached. Larger products (a batch's
 /// worth of columns) keep rayon's split.
 const CALLER_TASKS_MAX_FLOPS: usize = 1 << 28;
+
+/// Caller-run products from this many flops (~0.25 ms on one core) offer
+/// their tasks to every pool thread (see [`crate::parallel::for_each_index`]):
+/// below it the extra wake-up costs more than it can save (sgemm_256, 2^25
+/// flops: 0.144 -> 0.146-0.153 ms with it).
+const EVERY_THREAD_MIN_FLOPS: usize = 1 << 26;
 
 /// A raw pointer that may cross to pool threads (tasks write disjoint tiles).
 #[derive(Clone, Copy)]
