@@ -8,10 +8,12 @@
 //!   (see [`super::wide`]) where the GEMM packs `col(x)^T` from a padded
 //!   copy of the image, else per panel of output rows; the batch is split
 //!   into a fixed number of chunks whose partial sums are reduced in chunk
-//!   order.
+//!   order, and one image on several threads into parts of its output rows
+//!   the same way ([`dw_split`]).
 //! - Bias gradient: a sum over N, H, W in float64.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -422,9 +424,14 @@ fn dw_one(
         ..GemmOpts::default()
     };
     if gm.is_pointwise() {
-        let xt = MatRef::transposed(x, hw, k, hw); // [hw, c_in_g]
-        mm.call(MatRef::row_major(dy, gm.c_out_g, hw, hw), xt, dw, k, &acc);
-        return Ok(());
+        return dw_split(gm, tuning, mm, dw, |rows, dw, mm| {
+            // Positions `p0..p0 + cols` (whole output rows).
+            let (p0, cols) = (rows.start * w_out, rows.len() * w_out);
+            let xt = MatRef::transposed(&x[p0..], cols, k, hw); // [cols, c_in_g]
+            let a = MatRef::row_major(&dy[p0..], gm.c_out_g, cols, hw);
+            mm.call(a, xt, dw, k, &acc);
+            Ok(())
+        });
     }
     let direct = |wg: &WideGeom| tuning.direct(gm) && wg.waste(gm) <= tuning.wide_max_waste;
     if let Some(wg) = wide.filter(|wg| direct(wg)) {
@@ -470,37 +477,134 @@ fn dw_one(
         return with_scratch(len, |xq| {
             wg.build(gm, x, &mut xq[..wg.xq_len]);
             xq[wg.xq_len..].fill(0.0);
-            let src = ValidColsT {
-                xq,
-                offsets: &wg.offsets,
-                col0: 0,
-                cols: hw,
-                w_out,
-                wq: wg.wq,
-            };
-            let a = MatRef::row_major(dy, gm.c_out_g, hw, hw);
-            mm.src(a, &src, dw, k, &acc);
-            Ok(())
+            let xq = &*xq;
+            dw_split(gm, tuning, mm, dw, |rows, dw, mm| {
+                let (p0, cols) = (rows.start * w_out, rows.len() * w_out);
+                let src = ValidColsT {
+                    xq,
+                    offsets: &wg.offsets,
+                    col0: p0,
+                    cols,
+                    w_out,
+                    wq: wg.wq,
+                };
+                let a = MatRef::row_major(&dy[p0..], gm.c_out_g, cols, hw);
+                mm.src(a, &src, dw, k, &acc);
+                Ok(())
+            })
         });
     }
-    let rows = tuning.panel_rows(gm);
-    with_scratch(panel_len(gm, rows)?, |buf| {
-        for oh0 in (0..gm.h_out).step_by(rows) {
-            let oh1 = (oh0 + rows).min(gm.h_out);
-            let cols = (oh1 - oh0) * w_out;
-            let col = &mut buf[..k * cols]; // [K, cols]
-            im2col(x, gm, oh0, oh1, col);
-            let dy_panel = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
-            mm.call(
-                dy_panel,
-                MatRef::transposed(col, cols, k, cols),
-                dw,
-                k,
-                &acc,
-            );
-        }
-        Ok(())
+    let panel = tuning.panel_rows(gm);
+    let len = panel_len(gm, panel)?;
+    dw_split(gm, tuning, mm, dw, |rows, dw, mm| {
+        with_scratch(len, |buf| {
+            for oh0 in rows.clone().step_by(panel) {
+                let oh1 = (oh0 + panel).min(rows.end);
+                let cols = (oh1 - oh0) * w_out;
+                let col = &mut buf[..k * cols]; // [K, cols]
+                im2col(x, gm, oh0, oh1, col);
+                let dy_panel = MatRef::row_major(&dy[oh0 * w_out..], gm.c_out_g, cols, hw);
+                mm.call(
+                    dy_panel,
+                    MatRef::transposed(col, cols, k, cols),
+                    dw,
+                    k,
+                    &acc,
+                );
+            }
+            Ok(())
+        })
     })
+}
+
+/// Parts of one image's output rows that [`dw_split`] runs in parallel.
+///
+/// One image's weight gradient is the product `[c_out_g, hw] · [hw, K]`;
+/// the GEMM's own split cuts `C` (`c_out_g x K`) into tiles, and every tile
+/// packs all of `dy` it multiplies. With many more positions than taps
+/// (high-resolution layers at batch 1: U-Net's 16 channels at 256x256 have
+/// 65536 positions for 144 taps) that repacks megabytes per task and the
+/// few tiles do not balance: measured on 2 threads, 1.47x (16 channels,
+/// 256x256) and 1.11x (32 channels, 128x128) the one-thread speed. Cutting
+/// the positions instead (whole output rows, the `K` of the product)
+/// leaves each part one serial product of its own rows plus a partial sum.
+/// `1`: no split (`mm` does not split, one thread, or too little work).
+fn dw_parts(gm: &Conv2dGeom, tuning: &Tuning, mm: GemmFn) -> usize {
+    let threads = tuning.threads();
+    let (k, hw) = (gm.col_rows(), gm.hw_out());
+    let flops = 2usize
+        .saturating_mul(gm.c_out_g)
+        .saturating_mul(k)
+        .saturating_mul(hw);
+    if !mm.split || threads < 2 || hw < 4 * k || flops < tuning.par_min_flops {
+        return 1;
+    }
+    // Two parts per thread, so a thread slowed by another process leaves a
+    // part for the others; never below a row or the task minimum.
+    (2 * threads)
+        .min(gm.h_out)
+        .min(flops / tuning.task_min_flops.max(1))
+        .max(1)
+}
+
+/// Runs `part(rows, dw, mm)`, which adds the weight gradient of output rows
+/// `rows` into `dw`, over all rows of one image: at once with `mm` when
+/// [`dw_parts`] says 1; else the parts in parallel with serial GEMMs, part
+/// 0 into `dw`, part `p > 0` into a zeroed partial sum, then the partials
+/// added to `dw` in part order. The parts depend only on the shape and the
+/// thread count, so the result is bit-identical from run to run.
+fn dw_split(
+    gm: &Conv2dGeom,
+    tuning: &Tuning,
+    mm: GemmFn,
+    dw: &mut [f32],
+    part: impl Fn(Range<usize>, &mut [f32], GemmFn) -> Result<()> + Sync,
+) -> Result<()> {
+    let parts = dw_parts(gm, tuning, mm);
+    if parts <= 1 {
+        return part(0..gm.h_out, dw, mm);
+    }
+    #[cfg(test)]
+    DW_SPLITS.with(|c| c.set(c.get() + 1));
+    let wn = dw.len();
+    let len = wn
+        .checked_mul(parts - 1)
+        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
+    let mut partial = try_zeros(len)?; // [parts - 1, c_out_g, K]
+    let rows = |p: usize| p * gm.h_out / parts..(p + 1) * gm.h_out / parts;
+    let serial = tuning.mm(false);
+    {
+        // Part `p` adds into `sums[p]`; a lock per part (never contended)
+        // hands the disjoint buffers to whichever thread runs the part.
+        let sums: Vec<Mutex<&mut [f32]>> = std::iter::once(&mut *dw)
+            .chain(partial.chunks_exact_mut(wn))
+            .map(Mutex::new)
+            .collect();
+        let error = Mutex::new(None);
+        crate::parallel::for_each_index(parts, true, |p| {
+            let r = match sums[p].lock() {
+                Ok(mut buf) => part(rows(p), &mut buf, serial),
+                Err(_) => Err(arg_err!("conv2d backward: a weight gradient part failed")),
+            };
+            if let Err(e) = r {
+                if let Ok(mut slot) = error.lock() {
+                    slot.get_or_insert(e);
+                }
+            }
+        });
+        if let Some(e) = error.into_inner().ok().flatten() {
+            return Err(e);
+        }
+    }
+    add_partials(dw, &partial);
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Weight gradients [`dw_split`] split on this thread (tests check the
+    /// path ran).
+    pub(super) static DW_SPLITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Adds the weight gradient of images `imgs` into `dw` `[c_out, K]`, in image
