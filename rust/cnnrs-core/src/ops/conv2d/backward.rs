@@ -918,6 +918,110 @@ pub(crate) fn grad_all(
     Ok(Some((dx, dw, db)))
 }
 
+/// The forward convolution `y = conv(x, w)` (no bias) and the weight
+/// gradient `dw = sum_n dy_n · col(x_n)^T` of the same geometry, in one pass
+/// over the images: each chunk of images computes both while an image is in
+/// cache, and the pool joins once instead of twice. A transposed
+/// convolution's backward is exactly this pair (its input gradient is the
+/// dual convolution's forward of `grad_out`; its weight gradient the dual's
+/// weight gradient with `grad_out` as the input). `None` where the separate
+/// passes are the better plan, under the rules of [`grad_all`]: groups,
+/// small maps that batch images into one column matrix, weights large
+/// beside an image.
+pub(crate) fn forward_and_grad_weight(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    gm: &Conv2dGeom,
+    tuning: &Tuning,
+) -> Result<Option<(Tensor, Tensor)>> {
+    let wn = gm.c_out * gm.col_rows();
+    let (x_img, y_img) = (gm.c_in * gm.hw_in(), gm.c_out * gm.hw_out());
+    if gm.groups != 1
+        || gm.n == 0
+        || wn == 0
+        || x_img == 0
+        || y_img == 0
+        || 8 * wn > x_img + y_img
+        || super::batched::applies(gm)
+    {
+        return Ok(None);
+    }
+    let par = tuning.par_tasks(gm.n, gm.flops()).is_some();
+    let chunks = if par { dw_chunks(gm, tuning, wn) } else { 1 };
+    let wide = super::forward::gemm_grid(gm, tuning);
+    let shape = gm.out_shape();
+    let numel = crate::tensor::checked_numel(&shape)?;
+    let mut y = uninit_buffer(numel)?;
+    let mut dw = Tensor::zeros(&[gm.c_out, gm.c_in_g, gm.k_h, gm.k_w])?;
+    let len = wn
+        .checked_mul(chunks - 1)
+        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
+    let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
+    let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
+    let mm = tuning.mm(!par);
+    // The images of a chunk, in order; `y_c`: theirs.
+    let chunk = |imgs: Range<usize>,
+                 y_c: &mut [std::mem::MaybeUninit<f32>],
+                 dw_c: &mut [f32]|
+     -> Result<()> {
+        let i0 = imgs.start;
+        for img in imgs {
+            // SAFETY: the forward kernels write all of their output.
+            let y_i =
+                unsafe { assume_written(&mut y_c[(img - i0) * y_img..(img - i0 + 1) * y_img]) };
+            let x_i = &x[img * x_img..(img + 1) * x_img];
+            super::forward::conv_one(x_i, w, None, y_i, gm, wide.as_ref(), false, tuning, mm)?;
+            dw_images(x, dy, dw_c, img..img + 1, gm, wide.as_ref(), tuning, mm)?;
+        }
+        Ok(())
+    };
+    {
+        let mut tasks = Vec::with_capacity(chunks);
+        let mut y_rest = &mut y.spare_capacity_mut()[..numel];
+        let mut partial_rest = &mut partial[..];
+        let mut dw_first = Some(dw.data_mut());
+        for c in 0..chunks {
+            let r = range(c);
+            let (y_c, rest) = y_rest.split_at_mut(r.len() * y_img);
+            y_rest = rest;
+            let dw_c = match dw_first.take() {
+                Some(first) => first,
+                None => {
+                    let (p_c, p) = partial_rest.split_at_mut(wn);
+                    partial_rest = p;
+                    p_c
+                }
+            };
+            tasks.push((r, y_c, dw_c));
+        }
+        if par {
+            crate::parallel::install(|| {
+                tasks
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .try_for_each(|(r, y_c, dw_c)| chunk(r, y_c, dw_c))
+            })?;
+        } else {
+            for (r, y_c, dw_c) in tasks {
+                chunk(r, y_c, dw_c)?;
+            }
+        }
+    }
+    // SAFETY: every image's output was written in full; an error returned
+    // above.
+    unsafe { y.set_len(numel) };
+    #[cfg(test)]
+    FWD_DW_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    add_partials(dw.data_mut(), &partial);
+    Ok(Some((Tensor::from_parts(shape.to_vec(), y), dw)))
+}
+
+/// Calls of [`forward_and_grad_weight`] that ran (tests check the path ran).
+#[cfg(test)]
+pub(crate) static FWD_DW_RUNS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 /// The bias gradient: `db[c] = sum over n, h, w of dy[n, c, h, w]` for `dy`
 /// `[n, c, hw]`, accumulated in float64.
 /// Channels run in parallel when `dy` is large; each channel adds its

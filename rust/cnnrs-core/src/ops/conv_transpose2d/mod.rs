@@ -113,6 +113,17 @@ pub(crate) fn backward_tuned(
     }
     let dual = gm.dual();
     let (xd, wd, gd) = (x.data(), w.data(), grad_out.data());
+    let bias = |on: bool| on.then(|| conv_bwd::channel_sums(gd, gm.c_out, gm.h_out * gm.w_out));
+    if needs.input && needs.weight {
+        // Both gradients read `grad_out` as the dual's input: one pass.
+        if let Some((dx, dw)) = conv_bwd::forward_and_grad_weight(gd, wd, xd, &dual, tuning)? {
+            return Ok(ConvTranspose2dGrads {
+                input: Some(dx),
+                weight: Some(dw),
+                bias: bias(needs.bias),
+            });
+        }
+    }
     Ok(ConvTranspose2dGrads {
         input: if needs.input {
             // The dual's output has our input's shape.
@@ -127,11 +138,7 @@ pub(crate) fn backward_tuned(
         } else {
             None
         },
-        bias: if needs.bias {
-            Some(conv_bwd::channel_sums(gd, gm.c_out, gm.h_out * gm.w_out))
-        } else {
-            None
-        },
+        bias: bias(needs.bias),
     })
 }
 

@@ -109,6 +109,64 @@ fn backward_matches_reference_on_random_shapes() {
     }
 }
 
+/// Input and weight gradients wanted together, weights small beside the
+/// images: both come from one pass over `grad_out` (the dual convolution's
+/// forward and weight gradient per chunk of images). Every work split and
+/// SIMD family against the reference, with the gradients asked for alone
+/// (the separate passes) giving the same values, and the pass seen to run.
+#[test]
+fn input_and_weight_gradients_in_one_pass_match_reference() {
+    use std::sync::atomic::Ordering;
+    let mut rng = Rng::new(3131);
+    let before = conv2d::backward::FWD_DW_RUNS.load(Ordering::Relaxed);
+    for (no, &(n, c_in, c_out, k, stride, pad, hw)) in [
+        (1, 4, 3, (2, 2), (2, 2), (0, 0), (9, 7)),
+        (3, 6, 2, (2, 2), (2, 2), (0, 0), (6, 8)),
+        (2, 3, 5, (3, 3), (1, 1), (1, 1), (10, 9)),
+        (5, 2, 4, (3, 1), (2, 1), (1, 0), (7, 12)),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let p = ConvTranspose2dParams {
+            stride,
+            padding: pad,
+            ..Default::default()
+        };
+        let c = Case {
+            x: vec![n, c_in, hw.0, hw.1],
+            w: vec![c_in, c_out, k.0, k.1],
+            bias: true,
+            p,
+        };
+        let x = tensor(&mut rng, &c.x);
+        let w = tensor(&mut rng, &c.w);
+        let dy = tensor(&mut rng, &out_shape(&c));
+        let (dx, dw, db) = reference::backward(&x, &w, &dy, &c.p).unwrap();
+        for (name, t) in &TUNINGS {
+            let what = format!("case {no} ({name}) {c:?}");
+            let g = backward_tuned(&x, &w, &dy, &c.p, ConvTranspose2dNeeds::ALL, t).unwrap();
+            let (gx, gw, gb) = (g.input.unwrap(), g.weight.unwrap(), g.bias.unwrap());
+            assert_close(gx.data(), dx.data(), 1e-4, 1e-4, &format!("dx {what}"));
+            assert_close(gw.data(), dw.data(), 1e-4, 3e-4, &format!("dw {what}"));
+            assert_close(gb.data(), db.data(), 1e-4, 3e-4, &format!("db {what}"));
+            let alone = |input: bool| ConvTranspose2dNeeds {
+                input,
+                weight: !input,
+                bias: false,
+            };
+            let gi = backward_tuned(&x, &w, &dy, &c.p, alone(true), t).unwrap();
+            assert_eq!(gi.input.unwrap().data(), gx.data(), "dx alone {what}");
+            let gwa = backward_tuned(&x, &w, &dy, &c.p, alone(false), t).unwrap();
+            assert_eq!(gwa.weight.unwrap().data(), gw.data(), "dw alone {what}");
+        }
+    }
+    assert!(
+        conv2d::backward::FWD_DW_RUNS.load(Ordering::Relaxed) > before,
+        "the one-pass backward never ran"
+    );
+}
+
 /// Kernel equal to the stride, no padding or dilation (U-Net's 2x2 stride-2
 /// up-sampling): the forward writes each tap's products straight to their
 /// places. Every work split and SIMD family against the reference, with
