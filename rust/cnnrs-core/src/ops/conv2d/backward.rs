@@ -822,7 +822,6 @@ pub(crate) fn grad_all(
     let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
     let cb = if bias { gm.c_out } else { 0 }; // bias sums per image
     let mut sums = vec![0.0f64; gm.n * cb]; // [n, cb]
-    let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
     let mm = tuning.mm(!par);
     // The images of a chunk, in order; `dx_c`, `sums_c`: theirs.
     let chunk = |imgs: Range<usize>,
@@ -869,40 +868,19 @@ pub(crate) fn grad_all(
         Ok(())
     };
     {
-        // Split the buffers along the chunks.
-        let mut tasks = Vec::with_capacity(chunks);
-        let mut dx_rest = &mut dx.spare_capacity_mut()[..numel];
+        let dx_all = &mut dx.spare_capacity_mut()[..numel];
+        let tasks = chunk_tasks(chunks, gm.n, x_img, dx_all, dw.data_mut(), &mut partial);
+        // Each chunk's bias sums too.
         let mut sums_rest = &mut sums[..];
-        let mut partial_rest = &mut partial[..];
-        let mut dw_first = Some(dw.data_mut());
-        for c in 0..chunks {
-            let r = range(c);
-            let (dx_c, d) = dx_rest.split_at_mut(r.len() * x_img);
-            let (s_c, s) = sums_rest.split_at_mut(r.len() * cb);
-            dx_rest = d;
-            sums_rest = s;
-            let dw_c = match dw_first.take() {
-                Some(first) => first,
-                None => {
-                    let (p_c, p) = partial_rest.split_at_mut(wn);
-                    partial_rest = p;
-                    p_c
-                }
-            };
-            tasks.push((r, dx_c, dw_c, s_c));
-        }
-        if par {
-            crate::parallel::install(|| {
-                tasks
-                    .into_par_iter()
-                    .with_max_len(1)
-                    .try_for_each(|(r, dx_c, dw_c, s_c)| chunk(r, dx_c, dw_c, s_c))
-            })?;
-        } else {
-            for (r, dx_c, dw_c, s_c) in tasks {
-                chunk(r, dx_c, dw_c, s_c)?;
-            }
-        }
+        let tasks: Vec<_> = tasks
+            .into_iter()
+            .map(|(r, dx_c, dw_c)| {
+                let (s_c, rest) = std::mem::take(&mut sums_rest).split_at_mut(r.len() * cb);
+                sums_rest = rest;
+                (r, dx_c, dw_c, s_c)
+            })
+            .collect();
+        run_chunks(par, tasks, |(r, dx_c, dw_c, s_c)| chunk(r, dx_c, dw_c, s_c))?;
     }
     // SAFETY: every image's input gradient was written in full (zeroed and
     // accumulated, or overwritten); an error returned above.
@@ -958,7 +936,6 @@ pub(crate) fn forward_and_grad_weight(
         .checked_mul(chunks - 1)
         .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
     let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
-    let range = |c: usize| c * gm.n / chunks..(c + 1) * gm.n / chunks;
     let mm = tuning.mm(!par);
     // The images of a chunk, in order; `y_c`: theirs.
     let chunk = |imgs: Range<usize>,
@@ -977,36 +954,9 @@ pub(crate) fn forward_and_grad_weight(
         Ok(())
     };
     {
-        let mut tasks = Vec::with_capacity(chunks);
-        let mut y_rest = &mut y.spare_capacity_mut()[..numel];
-        let mut partial_rest = &mut partial[..];
-        let mut dw_first = Some(dw.data_mut());
-        for c in 0..chunks {
-            let r = range(c);
-            let (y_c, rest) = y_rest.split_at_mut(r.len() * y_img);
-            y_rest = rest;
-            let dw_c = match dw_first.take() {
-                Some(first) => first,
-                None => {
-                    let (p_c, p) = partial_rest.split_at_mut(wn);
-                    partial_rest = p;
-                    p_c
-                }
-            };
-            tasks.push((r, y_c, dw_c));
-        }
-        if par {
-            crate::parallel::install(|| {
-                tasks
-                    .into_par_iter()
-                    .with_max_len(1)
-                    .try_for_each(|(r, y_c, dw_c)| chunk(r, y_c, dw_c))
-            })?;
-        } else {
-            for (r, y_c, dw_c) in tasks {
-                chunk(r, y_c, dw_c)?;
-            }
-        }
+        let y_all = &mut y.spare_capacity_mut()[..numel];
+        let tasks = chunk_tasks(chunks, gm.n, y_img, y_all, dw.data_mut(), &mut partial);
+        run_chunks(par, tasks, |(r, y_c, dw_c)| chunk(r, y_c, dw_c))?;
     }
     // SAFETY: every image's output was written in full; an error returned
     // above.
@@ -1015,6 +965,48 @@ pub(crate) fn forward_and_grad_weight(
     FWD_DW_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     add_partials(dw.data_mut(), &partial);
     Ok(Some((Tensor::from_parts(shape.to_vec(), y), dw)))
+}
+
+/// The chunks of a one-pass backward: chunk `c` covers images
+/// `c*n/chunks..(c+1)*n/chunks`, writes their part of `out` (`per_img`
+/// values each) and adds its weight gradient into `dw` (chunk 0) or its own
+/// `dw.len()`-float part of `partial` (chunk `c > 0`, `partial[c - 1]`).
+#[allow(clippy::type_complexity)]
+fn chunk_tasks<'a, T>(
+    chunks: usize,
+    n: usize,
+    per_img: usize,
+    out: &'a mut [T],
+    dw: &'a mut [f32],
+    partial: &'a mut [f32],
+) -> Vec<(Range<usize>, &'a mut [T], &'a mut [f32])> {
+    let wn = dw.len().max(1);
+    assert_eq!(
+        partial.len(),
+        (chunks - 1) * dw.len(),
+        "one partial sum per chunk after the first"
+    );
+    let mut dws = std::iter::once(dw).chain(partial.chunks_exact_mut(wn));
+    let mut out_rest = out;
+    (0..chunks)
+        .zip(&mut dws)
+        .map(|(c, dw_c)| {
+            let r = c * n / chunks..(c + 1) * n / chunks;
+            let (o, rest) = std::mem::take(&mut out_rest).split_at_mut(r.len() * per_img);
+            out_rest = rest;
+            (r, o, dw_c)
+        })
+        .collect()
+}
+
+/// Runs the chunks on the pool (`par`, one chunk per rayon task) or in
+/// order on this thread; the first error wins.
+fn run_chunks<T: Send>(par: bool, tasks: Vec<T>, f: impl Fn(T) -> Result<()> + Sync) -> Result<()> {
+    if par {
+        crate::parallel::install(|| tasks.into_par_iter().with_max_len(1).try_for_each(&f))
+    } else {
+        tasks.into_iter().try_for_each(f)
+    }
 }
 
 /// Calls of [`forward_and_grad_weight`] that ran (tests check the path ran).
