@@ -140,6 +140,22 @@ fn tensor(rng: &mut Rng, shape: &[usize]) -> Tensor {
     Tensor::new(shape.to_vec(), rng.normal_vec(shape.iter().product())).unwrap()
 }
 
+/// Random `x`, `w` and an output gradient `dy` of the matching shape.
+fn backward_inputs(
+    rng: &mut Rng,
+    x_shape: &[usize],
+    w_shape: &[usize],
+    p: &Conv2dParams,
+) -> (Tensor, Tensor, Tensor) {
+    let x = tensor(rng, x_shape);
+    let w = tensor(rng, w_shape);
+    let out = Conv2dGeom::new(x_shape, w_shape, None, p)
+        .unwrap()
+        .out_shape();
+    let dy = tensor(rng, &out);
+    (x, w, dy)
+}
+
 #[test]
 fn forward_matches_reference_on_random_shapes() {
     let mut rng = Rng::new(2024);
@@ -191,12 +207,7 @@ fn backward_with_kernel_equal_to_stride_matches_reference() {
             groups,
             ..Default::default()
         };
-        let x = tensor(&mut rng, &x_shape);
-        let w = tensor(&mut rng, &w_shape);
-        let out = Conv2dGeom::new(&x_shape, &w_shape, None, &p)
-            .unwrap()
-            .out_shape();
-        let dy = tensor(&mut rng, &out);
+        let (x, w, dy) = backward_inputs(&mut rng, &x_shape, &w_shape, &p);
         let (dx, dw, db) = reference::backward(&x, &w, &dy, &p).unwrap();
         for (name, t) in &TUNINGS {
             let what = format!("k {k_h}x{k_w} x {x_shape:?} w {w_shape:?} ({name})");
@@ -259,12 +270,7 @@ fn one_image_weight_gradient_split_over_rows_matches_reference() {
             groups,
             ..Default::default()
         };
-        let x = tensor(&mut rng, &x_shape);
-        let w = tensor(&mut rng, &w_shape);
-        let out = Conv2dGeom::new(&x_shape, &w_shape, None, &p)
-            .unwrap()
-            .out_shape();
-        let dy = tensor(&mut rng, &out);
+        let (x, w, dy) = backward_inputs(&mut rng, &x_shape, &w_shape, &p);
         let (_, dw, _) = reference::backward(&x, &w, &dy, &p).unwrap();
         let weight_only = Conv2dNeeds {
             input: false,
