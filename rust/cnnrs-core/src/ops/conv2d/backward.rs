@@ -567,10 +567,7 @@ fn dw_split(
     #[cfg(test)]
     DW_SPLITS.with(|c| c.set(c.get() + 1));
     let wn = dw.len();
-    let len = wn
-        .checked_mul(parts - 1)
-        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
-    let mut partial = try_zeros(len)?; // [parts - 1, c_out_g, K]
+    let mut partial = partial_sums(wn, parts - 1)?; // [parts - 1, c_out_g, K]
     let rows = |p: usize| p * gm.h_out / parts..(p + 1) * gm.h_out / parts;
     let serial = tuning.mm(false);
     {
@@ -689,10 +686,7 @@ pub(crate) fn grad_weight(
         )?;
         return Ok(dw);
     }
-    let len = wn
-        .checked_mul(chunks - 1)
-        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
-    let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
+    let mut partial = partial_sums(wn, chunks - 1)?; // [chunks - 1, c_out, K]
     let dw_data = dw.data_mut();
     crate::parallel::install(|| {
         let (first, rest) = rayon::join(
@@ -796,7 +790,7 @@ pub(crate) fn grad_all(
     // smaller working sets win: ResNet-18's 64-channel 3x3 layers at 32x32
     // (a 147 KB weight, 256 KB images) made a training step ~4% slower, and
     // deep layers on small maps carry megabytes of weight per image.
-    if gm.n == 0 || wn == 0 || x_img == 0 || dy_img == 0 || 8 * wn > x_img + dy_img {
+    if !one_pass_pays(gm, wn, x_img + dy_img) {
         return Ok(None);
     }
     // The input gradient as `grad_input` would compute it: the flipped
@@ -816,10 +810,7 @@ pub(crate) fn grad_all(
     let numel = crate::tensor::checked_numel(&[gm.n, gm.c_in, gm.h_in, gm.w_in])?;
     let mut dx = uninit_buffer(numel)?;
     let mut dw = Tensor::zeros(&[gm.c_out, gm.c_in_g, gm.k_h, gm.k_w])?;
-    let len = wn
-        .checked_mul(chunks - 1)
-        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
-    let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
+    let mut partial = partial_sums(wn, chunks - 1)?; // [chunks - 1, c_out, K]
     let cb = if bias { gm.c_out } else { 0 }; // bias sums per image
     let mut sums = vec![0.0f64; gm.n * cb]; // [n, cb]
     let mm = tuning.mm(!par);
@@ -915,14 +906,7 @@ pub(crate) fn forward_and_grad_weight(
 ) -> Result<Option<(Tensor, Tensor)>> {
     let wn = gm.c_out * gm.col_rows();
     let (x_img, y_img) = (gm.c_in * gm.hw_in(), gm.c_out * gm.hw_out());
-    if gm.groups != 1
-        || gm.n == 0
-        || wn == 0
-        || x_img == 0
-        || y_img == 0
-        || 8 * wn > x_img + y_img
-        || super::batched::applies(gm)
-    {
+    if gm.groups != 1 || !one_pass_pays(gm, wn, x_img + y_img) || super::batched::applies(gm) {
         return Ok(None);
     }
     let par = tuning.par_tasks(gm.n, gm.flops()).is_some();
@@ -932,10 +916,7 @@ pub(crate) fn forward_and_grad_weight(
     let numel = crate::tensor::checked_numel(&shape)?;
     let mut y = uninit_buffer(numel)?;
     let mut dw = Tensor::zeros(&[gm.c_out, gm.c_in_g, gm.k_h, gm.k_w])?;
-    let len = wn
-        .checked_mul(chunks - 1)
-        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
-    let mut partial = try_zeros(len)?; // [chunks - 1, c_out, K]
+    let mut partial = partial_sums(wn, chunks - 1)?; // [chunks - 1, c_out, K]
     let mm = tuning.mm(!par);
     // The images of a chunk, in order; `y_c`: theirs.
     let chunk = |imgs: Range<usize>,
@@ -965,6 +946,22 @@ pub(crate) fn forward_and_grad_weight(
     FWD_DW_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     add_partials(dw.data_mut(), &partial);
     Ok(Some((Tensor::from_parts(shape.to_vec(), y), dw)))
+}
+
+/// Whether one pass per chunk of images (see [`grad_all`]) pays for a
+/// weight of `wn` floats beside images of `img` floats (the two tensors
+/// the pass reads per image): the weight must be small beside them, and
+/// nothing empty.
+fn one_pass_pays(gm: &Conv2dGeom, wn: usize, img: usize) -> bool {
+    gm.n > 0 && wn > 0 && gm.hw_in() > 0 && gm.hw_out() > 0 && 8 * wn <= img
+}
+
+/// `count` zeroed partial sums of `wn` floats each, one after the other.
+fn partial_sums(wn: usize, count: usize) -> Result<Vec<f32>> {
+    let len = wn
+        .checked_mul(count)
+        .ok_or_else(|| arg_err!("conv2d backward: weight gradient buffers too large"))?;
+    try_zeros(len)
 }
 
 /// The chunks of a one-pass backward: chunk `c` covers images
