@@ -209,3 +209,68 @@ def test_threads_training_separate_models_match_serial():
         assert b is not None and a.keys() == b.keys()
         for k in a:
             assert np.array_equal(a[k], b[k]), k
+
+
+_CONTENDED_CHILD = r"""
+import os, subprocess, sys, time
+import numpy as np
+import cnnrs
+from cnnrs import _native
+import cnnrs.nn.functional as F
+
+cpus = sorted(os.sched_getaffinity(0))[:2]
+os.sched_setaffinity(0, set(cpus))  # two CPUs, whatever the machine has
+cnnrs.set_num_threads(2)
+rng = np.random.default_rng(0)
+x = cnnrs.tensor(rng.standard_normal((8, 16, 40, 40), dtype=np.float32), requires_grad=True)
+w = cnnrs.tensor(rng.standard_normal((32, 16, 3, 3), dtype=np.float32) * 0.1, requires_grad=True)
+g = cnnrs.tensor(rng.standard_normal((8, 32, 40, 40), dtype=np.float32))
+
+
+def step():
+    x.grad = w.grad = None
+    y = F.conv2d(x, w, padding=1)
+    y.backward(g)
+    return [a.tobytes() for a in (y.numpy(), x.grad.numpy(), w.grad.numpy())]
+
+
+quiet = step()
+busy = subprocess.Popen([sys.executable, "-c",
+                         f"import os; os.sched_setaffinity(0, {{{cpus[1]}}})\nwhile True: pass"])
+same_bits = True
+try:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < float(sys.argv[1]) and not _native.serial_fallback()[1]:
+        step()
+    engaged = _native.serial_fallback()
+    if engaged[1]:
+        same_bits = step() == quiet  # run serially, same splits: same bits
+finally:
+    busy.kill()
+    busy.wait()
+t0 = time.monotonic()
+while time.monotonic() - t0 < 10 and _native.serial_fallback()[1]:
+    step()
+print(engaged[0], engaged[1], _native.serial_fallback()[1], same_bits)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux (schedstat) and two CPUs")
+@pytest.mark.parametrize("fallback", ["1", "0"])
+def test_serial_fallback_under_a_busy_process(fallback):
+    """With a busy process on one of the pool's two CPUs, the pool notices
+    its threads waiting for the CPU and runs serially (with the same bits),
+    and goes back to parallel once the process is gone; with
+    CNNRS_SERIAL_FALLBACK=0 it stays parallel."""
+    env = dict(os.environ, CNNRS_SERIAL_FALLBACK=fallback)
+    secs = "10" if fallback == "1" else "1.5"
+    out = subprocess.run([sys.executable, "-c", _CONTENDED_CHILD, secs], env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
+    count, engaged, after, same_bits = out.stdout.split()
+    if fallback == "1":
+        assert int(count) >= 1 and engaged == "True", out.stdout
+        assert after == "False", "still serial 10 s after the busy process ended"
+        assert same_bits == "True"
+    else:
+        assert (count, engaged) == ("0", "False"), out.stdout

@@ -6,12 +6,35 @@
 //! so the first parallel call in the child builds a fresh pool instead of
 //! waiting forever on threads that do not exist.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+mod contention;
+pub use contention::{fallbacks as serial_fallbacks, serial as serial_fallback_active};
 
 struct Pool {
-    pool: Arc<rayon::ThreadPool>,
+    inner: Arc<Inner>,
     threads: usize,
     pid: u32,
+}
+
+/// What a parallel call needs of the pool.
+struct Inner {
+    pool: rayon::ThreadPool,
+    /// One thread, for [`install`] while the pool runs serially (see
+    /// `contention`): a caller's rayon loops need a pool to run in.
+    solo: rayon::ThreadPool,
+    /// The kernel's ids of the pool's threads (for their `schedstat`).
+    tids: Arc<Mutex<Vec<i32>>>,
+    threads: usize,
+    /// `CNNRS_SERIAL_FALLBACK` is not `0`.
+    fallback: bool,
+}
+
+impl Inner {
+    /// True when this call's parallel work should run serially.
+    fn serial_now(&self) -> bool {
+        contention::serial_now(&self.tids, self.threads, self.fallback)
+    }
 }
 
 static POOL: RwLock<Option<Pool>> = RwLock::new(None);
@@ -40,40 +63,52 @@ fn read_default_threads() -> usize {
 
 fn build(threads: usize) -> Pool {
     let slice = worker_slice();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("cnnrs-{i}"))
-        .start_handler(move |_| {
+    let tids = Arc::new(Mutex::new(Vec::new()));
+    let start = {
+        let tids = Arc::clone(&tids);
+        move |_| {
             if let Some(ns) = slice {
                 request_slice(ns);
             }
-        })
+            if let Ok(mut t) = tids.lock() {
+                t.push(contention::own_tid());
+            }
+        }
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("cnnrs-{i}"))
+        .start_handler(start)
         .build()
-        .map(Arc::new)
         // Building a pool only fails when the OS refuses threads; fall back
         // to a single-thread pool, which needs just one.
-        .or_else(|_| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .map(Arc::new)
-        });
-    match pool {
-        Ok(pool) => Pool {
-            pool,
+        .or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build());
+    let solo = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "cnnrs-solo".to_string())
+        .build();
+    match (pool, solo) {
+        (Ok(pool), Ok(solo)) => Pool {
+            inner: Arc::new(Inner {
+                pool,
+                solo,
+                tids,
+                threads,
+                fallback: std::env::var("CNNRS_SERIAL_FALLBACK").map_or(true, |v| v.trim() != "0"),
+            }),
             threads,
             pid: std::process::id(),
         },
-        Err(e) => panic!("cnnrs: cannot start any worker thread: {e}"),
+        (Err(e), _) | (_, Err(e)) => panic!("cnnrs: cannot start any worker thread: {e}"),
     }
 }
 
-fn current() -> Arc<rayon::ThreadPool> {
+fn current() -> Arc<Inner> {
     let pid = std::process::id();
     if let Ok(guard) = POOL.read() {
         if let Some(p) = guard.as_ref() {
             if p.pid == pid {
-                return p.pool.clone();
+                return p.inner.clone();
             }
         }
     }
@@ -82,7 +117,7 @@ fn current() -> Arc<rayon::ThreadPool> {
         Err(p) => p.into_inner(),
     };
     match guard.as_ref() {
-        Some(p) if p.pid == pid => p.pool.clone(),
+        Some(p) if p.pid == pid => p.inner.clone(),
         other => {
             let threads = other.map(|p| p.threads).unwrap_or_else(default_threads);
             // After fork the parent's pool handle refers to threads that are
@@ -91,9 +126,9 @@ fn current() -> Arc<rayon::ThreadPool> {
                 std::mem::forget(old);
             }
             let p = build(threads);
-            let pool = p.pool.clone();
+            let inner = p.inner.clone();
             *guard = Some(p);
-            pool
+            inner
         }
     }
 }
@@ -204,7 +239,7 @@ fn current_slice() -> u64 {
 /// The time slice of a pool thread in nanoseconds, as the kernel reports
 /// it (0 where unknown): shows whether `CNNRS_WORKER_SLICE_MS` took effect.
 pub fn worker_slice_ns() -> u64 {
-    current().install(current_slice)
+    current().pool.install(current_slice)
 }
 
 /// Sets the number of worker threads (at least 1) for later calls.
@@ -238,12 +273,18 @@ pub fn get_num_threads() -> usize {
 }
 
 /// Runs `f` inside the pool, so rayon calls in `f` use its threads. Called
-/// from inside a pool thread it just runs `f` (no nesting of pools).
+/// from inside a pool thread it just runs `f` (no nesting of pools). While
+/// other processes hold the cores (see `contention`) `f` runs on a
+/// one-thread pool instead, its rayon loops in order.
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
     }
-    current().install(f)
+    let inner = current();
+    if inner.serial_now() {
+        return inner.solo.install(f);
+    }
+    inner.pool.install(f)
 }
 
 thread_local! {
@@ -256,6 +297,34 @@ thread_local! {
 /// a parallel call made here should run serially.
 pub fn in_parallel_region() -> bool {
     rayon::current_thread_index().is_some() || IN_TASKS.with(|c| c.get())
+}
+
+/// [`install`] on the whole pool even while other processes hold the
+/// cores: for the FMA-peak probe, which must run on every thread it asks
+/// for.
+pub(crate) fn install_all<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    current().pool.install(f)
+}
+
+/// Runs `f(0)`, ..., `f(n - 1)` split by rayon over the pool, the caller
+/// waiting (for long products: see the GEMM); serially on the calling
+/// thread when the pool runs serially (see `contention`), when it has one
+/// thread, or inside a parallel region.
+pub fn for_each_index_pooled(n: usize, f: impl Fn(usize) + Sync + Send) {
+    use rayon::prelude::*;
+    if n <= 1 || get_num_threads() <= 1 || in_parallel_region() {
+        (0..n).for_each(f);
+        return;
+    }
+    let inner = current();
+    if inner.serial_now() {
+        (0..n).for_each(f);
+        return;
+    }
+    inner.pool.install(|| (0..n).into_par_iter().for_each(f));
 }
 
 /// The state [`for_each_index`] shares with the pool's helpers.
@@ -348,6 +417,23 @@ pub fn for_each_index(n: usize, every_thread: bool, f: impl Fn(usize) + Sync) {
         (0..n).for_each(f);
         return;
     }
+    let inner = current();
+    if inner.serial_now() {
+        // As in a parallel run: nested parallel calls stay on this thread,
+        // and every task runs before the first panic is re-raised.
+        IN_TASKS.with(|c| c.set(true));
+        let mut first = None;
+        for i in 0..n {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))) {
+                first.get_or_insert(p);
+            }
+        }
+        IN_TASKS.with(|c| c.set(false));
+        if let Some(p) = first {
+            std::panic::resume_unwind(p);
+        }
+        return;
+    }
     let f_ref: &(dyn Fn(usize) + Sync) = &f;
     // SAFETY: only the lifetime is erased. A helper dereferences the
     // pointer only for a task `i < n` it claimed, before counting it in
@@ -368,11 +454,10 @@ pub fn for_each_index(n: usize, every_thread: bool, f: impl Fn(usize) + Sync) {
         caller: std::thread::current(),
         panic: std::sync::Mutex::new(None),
     });
-    let pool = current();
     let helpers = if every_thread { threads } else { threads - 1 };
     for _ in 0..helpers.min(n - 1) {
         let t = Arc::clone(&tasks);
-        pool.spawn(move || t.work());
+        inner.pool.spawn(move || t.work());
     }
     IN_TASKS.with(|c| c.set(true));
     tasks.work();
@@ -394,6 +479,79 @@ pub fn for_each_index(n: usize, every_thread: bool, f: impl Fn(usize) + Sync) {
     }
 }
 
+/// A raw pointer that tasks on other threads may use: [`try_chunks_mut`]
+/// hands each task disjoint chunks of the slice it points into.
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to rebuild disjoint subslices of a `&mut [T]` with
+// `T: Send`, each touched by one task at a time.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+/// Runs `f(i, chunk_i)` over the `len`-element chunks of `out` (the last
+/// may be shorter) with [`for_each_index_pooled`]: `group` consecutive
+/// chunks per task, in order within a task, split by rayon over the pool;
+/// while other processes hold the cores every chunk runs on the caller
+/// (see `contention`). Returns the error of the lowest-numbered chunk that
+/// failed (every chunk is still attempted).
+pub fn try_chunks_mut<T: Send, E: Send>(
+    out: &mut [T],
+    len: usize,
+    group: usize,
+    f: impl Fn(usize, &mut [T]) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    let total = out.len();
+    if total == 0 || len == 0 {
+        return Ok(());
+    }
+    let chunks = total.div_ceil(len);
+    let group = group.max(1);
+    let base = SendPtr(out.as_mut_ptr());
+    let errors: Mutex<Option<(usize, E)>> = Mutex::new(None);
+    for_each_index_pooled(chunks.div_ceil(group), |t| {
+        for i in t * group..((t + 1) * group).min(chunks) {
+            let start = i * len;
+            let n = len.min(total - start);
+            let base = &base;
+            // SAFETY: chunk `i` is `[start, start + n)` of `out`, inside it,
+            // and runs in exactly one task; chunks do not overlap, and `out`
+            // stays mutably borrowed until every task has finished.
+            let chunk = unsafe { std::slice::from_raw_parts_mut(base.0.add(start), n) };
+            if let Err(e) = f(i, chunk) {
+                if let Ok(mut slot) = errors.lock() {
+                    if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+                        *slot = Some((i, e));
+                    }
+                }
+            }
+        }
+    });
+    match errors.into_inner() {
+        Ok(Some((_, e))) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// [`try_chunks_mut`] for infallible work.
+pub fn chunks_mut<T: Send>(
+    out: &mut [T],
+    len: usize,
+    group: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let _ = try_chunks_mut::<T, std::convert::Infallible>(out, len, group, |i, c| {
+        f(i, c);
+        Ok(())
+    });
+}
+
+/// Forces serial (`Some(true)`) or parallel (`Some(false)`) execution for
+/// tests, until called with `None`.
+#[cfg(test)]
+pub(crate) fn force_serial(mode: Option<bool>) {
+    contention::force(mode)
+}
+
 /// Runs `f(i, block_i)` over the `block`-element blocks of `out` (the last
 /// may be shorter), on the pool when `out` holds at least `par_min`
 /// elements and two blocks, else in order on the calling thread.
@@ -403,16 +561,11 @@ pub fn for_each_block_mut(
     par_min: usize,
     f: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) {
-    use rayon::prelude::*;
     if block == 0 || out.is_empty() {
         return;
     }
     if out.len() >= par_min && out.len() > block && get_num_threads() > 1 {
-        install(|| {
-            out.par_chunks_mut(block)
-                .enumerate()
-                .for_each(|(i, o)| f(i, o))
-        });
+        chunks_mut(out, block, 1, f);
     } else {
         for (i, o) in out.chunks_mut(block).enumerate() {
             f(i, o);
@@ -428,16 +581,11 @@ pub const ELEMENTWISE_MIN: usize = 1 << 16;
 /// elements, in parallel on the pool when `out` is large enough. `offset` is
 /// the index of the chunk's first element, so `f` can read matching inputs.
 pub fn for_each_chunk_mut(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    use rayon::prelude::*;
     if out.len() < 2 * ELEMENTWISE_MIN || get_num_threads() <= 1 {
         f(0, out);
         return;
     }
-    install(|| {
-        out.par_chunks_mut(ELEMENTWISE_MIN)
-            .enumerate()
-            .for_each(|(i, c)| f(i * ELEMENTWISE_MIN, c));
-    });
+    chunks_mut(out, ELEMENTWISE_MIN, 1, |i, c| f(i * ELEMENTWISE_MIN, c));
 }
 
 /// A new vector of `len` values computed chunk by chunk by `f(offset, chunk)`
@@ -530,6 +678,98 @@ mod tests {
                 assert!(!in_parallel_region(), "flag left set");
             }
         }
+    }
+
+    /// The serial/parallel state machine: contended checks in a row start
+    /// a hold, a hold ends in a probe, contention again during the probe
+    /// doubles the next hold (capped), a calm probe resets it.
+    #[test]
+    fn serial_fallback_backs_off_and_recovers() {
+        use contention::{Backoff, CHECK, HOLD_MAX, HOLD_MIN, PROBE_CHECKS, STREAK, WAIT_FRAC};
+        let mut b = Backoff::new();
+        let busy = Some(WAIT_FRAC + 0.01);
+        let calm = Some(0.05);
+        let mut t = 1_000_000_000;
+        // `n` contended checks in a row, CHECK apart; the mode after them.
+        let contended = |b: &mut Backoff, t: &mut u64, n: u32| {
+            let mut serial = false;
+            for _ in 0..n {
+                *t += CHECK;
+                serial = b.step(*t, busy, 1);
+            }
+            serial
+        };
+        assert!(!b.step(t, calm, 1));
+        for _ in 0..2 * STREAK {
+            assert!(!b.step(t, None, 1), "unknown waits never fall back");
+            assert!(!b.step(t, busy, 0), "one thread never falls back");
+            assert!(
+                !b.step(t, Some(1.5 * WAIT_FRAC), 2),
+                "scaled by extra threads"
+            );
+        }
+        assert!(!contended(&mut b, &mut t, STREAK - 1));
+        assert!(!b.step(t, calm, 1), "a calm check ends the streak");
+        assert!(!contended(&mut b, &mut t, STREAK - 1));
+        assert!(contended(&mut b, &mut t, 1));
+        assert_eq!((b.hold, b.until), (HOLD_MIN, t + HOLD_MIN));
+        assert!(b.step(t + HOLD_MIN - 1, None, 1), "held");
+        let mut hold = HOLD_MIN;
+        for _ in 0..8 {
+            t = b.until;
+            assert!(!b.step(t, None, 1), "the hold ends in a probe");
+            t += CHECK;
+            assert!(!b.step(t, None, 1), "the probe's first check settles");
+            assert!(contended(&mut b, &mut t, STREAK), "contended probe");
+            hold = (hold * 2).min(HOLD_MAX);
+            assert_eq!(b.hold, hold);
+        }
+        assert_eq!(hold, HOLD_MAX);
+        t = b.until;
+        assert!(!b.step(t, None, 1));
+        for _ in 0..PROBE_CHECKS {
+            t += CHECK;
+            assert!(!b.step(t, calm, 1), "calm probe");
+        }
+        assert_eq!((b.hold, b.probe), (HOLD_MIN, None));
+        assert!(contended(&mut b, &mut t, STREAK));
+        assert_eq!(
+            b.hold, HOLD_MIN,
+            "a new episode starts with the shortest hold"
+        );
+    }
+
+    /// Serial execution runs every task of `for_each_index` on the calling
+    /// thread (nested calls seeing a parallel region) and `install`'s rayon
+    /// loops on one thread, with the same results.
+    #[test]
+    fn forced_serial_runs_on_the_caller_and_one_thread() {
+        set_num_threads(get_num_threads().max(2));
+        force_serial(Some(true));
+        let me = std::thread::current().id();
+        let on_caller = AtomicUsize::new(0);
+        let nested = AtomicUsize::new(0);
+        for_each_index(64, true, |_| {
+            if std::thread::current().id() == me {
+                on_caller.fetch_add(1, Ordering::Relaxed);
+            }
+            if in_parallel_region() {
+                nested.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let threads_seen = install(rayon::current_num_threads);
+        let mut v = vec![0.0f32; 1 << 18];
+        for_each_chunk_mut(&mut v, |off, c| {
+            for (i, x) in c.iter_mut().enumerate() {
+                *x = (off + i) as f32;
+            }
+        });
+        force_serial(None);
+        assert!(!in_parallel_region());
+        assert_eq!(on_caller.load(Ordering::Relaxed), 64);
+        assert_eq!(nested.load(Ordering::Relaxed), 64);
+        assert_eq!(threads_seen, 1);
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as f32));
     }
 
     /// A panicking task is re-raised to the caller after the others ran,

@@ -130,6 +130,16 @@ fn worker_slice_ns(py: Python<'_>) -> u64 {
     py.detach(cnnrs_core::parallel::worker_slice_ns)
 }
 
+/// How many times the pool switched to serial execution because other
+/// processes held the cores, and whether it runs serially now.
+#[pyfunction]
+fn serial_fallback() -> (u64, bool) {
+    (
+        cnnrs_core::parallel::serial_fallbacks(),
+        cnnrs_core::parallel::serial_fallback_active(),
+    )
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(add, m)?)?;
     m.add_function(wrap_pyfunction!(sub, m)?)?;
@@ -148,5 +158,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backward_profile, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(worker_slice_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(serial_fallback, m)?)?;
     Ok(())
 }

@@ -466,7 +466,6 @@ fn gemm_impl<B: BSource>(
     ldc: usize,
     opts: &GemmOpts,
 ) {
-    use rayon::prelude::*;
     check_args(&a, &b, c, ldc, opts);
     let (m, k, n) = (a.rows, a.cols, b.n());
     if m == 0 || n == 0 {
@@ -534,7 +533,7 @@ fn gemm_impl<B: BSource>(
     if flops < CALLER_TASKS_MAX_FLOPS {
         crate::parallel::for_each_index(gm * gn, flops >= EVERY_THREAD_MIN_FLOPS, run);
     } else {
-        crate::parallel::install(|| (0..gm * gn).into_par_iter().for_each(run));
+        crate::parallel::for_each_index_pooled(gm * gn, run);
     }
 }
 

@@ -38,7 +38,7 @@ pub fn peak_gflops_with(family: SimdFamily, threads: usize) -> f64 {
         return probe_thread(family);
     }
     if threads <= crate::parallel::get_num_threads() && rayon::current_thread_index().is_none() {
-        crate::parallel::install(|| {
+        crate::parallel::install_all(|| {
             rayon::broadcast(|ctx| {
                 if ctx.index() < threads {
                     probe_thread(family)

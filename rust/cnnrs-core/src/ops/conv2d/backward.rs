@@ -15,8 +15,6 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-
 use super::direct::{self, Direct};
 use super::forward::{im2col, valid_range, GemmFn};
 use super::params::Conv2dGeom;
@@ -327,14 +325,10 @@ pub(crate) fn grad_input(
         }
     };
     match tuning.par_tasks(gm.n * gm.groups, gm.flops()) {
-        Some(min_len) => crate::parallel::install(|| {
-            spare
-                .par_chunks_mut(dx_chunk)
-                .with_min_len(min_len)
-                .enumerate()
-                // SAFETY: `init` returns the chunk itself, exclusively
-                // borrowed for this task, zeroed or about to be overwritten.
-                .try_for_each(|(t, d)| task(t, unsafe { &mut *init(d) }, tuning.mm(false)))
+        Some(min_len) => crate::parallel::try_chunks_mut(spare, dx_chunk, min_len, |t, d| {
+            // SAFETY: `init` returns the chunk itself, exclusively borrowed
+            // for this task, zeroed or about to be overwritten.
+            task(t, unsafe { &mut *init(d) }, tuning.mm(false))
         })?,
         None => {
             for (t, d) in spare.chunks_mut(dx_chunk).enumerate() {
@@ -688,20 +682,14 @@ pub(crate) fn grad_weight(
     }
     let mut partial = partial_sums(wn, chunks - 1)?; // [chunks - 1, c_out, K]
     let dw_data = dw.data_mut();
-    crate::parallel::install(|| {
-        let (first, rest) = rayon::join(
-            || dw_images(x, dy, dw_data, range(0), gm, wide, tuning, tuning.mm(false)),
-            || {
-                partial
-                    .par_chunks_mut(wn)
-                    .enumerate()
-                    .try_for_each(|(c, buf)| {
-                        dw_images(x, dy, buf, range(c + 1), gm, wide, tuning, tuning.mm(false))
-                    })
-            },
-        );
-        first.and(rest)
+    // Chunk 0 sums into `dw` itself, chunk c > 0 into `partial[c - 1]`.
+    let mut parts: Vec<&mut [f32]> = std::iter::once(dw_data)
+        .chain(partial.chunks_mut(wn))
+        .collect();
+    crate::parallel::try_chunks_mut(&mut parts, 1, 1, |c, buf| {
+        dw_images(x, dy, buf[0], range(c), gm, wide, tuning, tuning.mm(false))
     })?;
+    let dw_data = dw.data_mut();
     add_partials(dw_data, &partial);
     Ok(dw)
 }
@@ -734,17 +722,13 @@ fn add_partials(dw: &mut [f32], partial: &[f32]) {
         }
         return;
     }
-    crate::parallel::install(|| {
-        dw.par_chunks_mut(REDUCE_BLOCK)
-            .enumerate()
-            .for_each(|(blk, dst)| {
-                let (off, len) = (blk * REDUCE_BLOCK, dst.len());
-                for p in partial.chunks_exact(wn) {
-                    for (d, s) in dst.iter_mut().zip(&p[off..off + len]) {
-                        *d += *s;
-                    }
-                }
-            });
+    crate::parallel::chunks_mut(dw, REDUCE_BLOCK, 1, |blk, dst| {
+        let (off, len) = (blk * REDUCE_BLOCK, dst.len());
+        for p in partial.chunks_exact(wn) {
+            for (d, s) in dst.iter_mut().zip(&p[off..off + len]) {
+                *d += *s;
+            }
+        }
     });
 }
 
@@ -1000,7 +984,10 @@ fn chunk_tasks<'a, T>(
 /// order on this thread; the first error wins.
 fn run_chunks<T: Send>(par: bool, tasks: Vec<T>, f: impl Fn(T) -> Result<()> + Sync) -> Result<()> {
     if par {
-        crate::parallel::install(|| tasks.into_par_iter().with_max_len(1).try_for_each(&f))
+        let mut slots: Vec<Option<T>> = tasks.into_iter().map(Some).collect();
+        crate::parallel::try_chunks_mut(&mut slots, 1, 1, |_, slot| {
+            slot[0].take().map_or(Ok(()), &f)
+        })
     } else {
         tasks.into_iter().try_for_each(f)
     }
@@ -1026,7 +1013,9 @@ pub(crate) fn channel_sums(dy: &[f32], c: usize, hw: usize) -> Tensor {
         planes.fold(0.0f64, |a, plane| a + sum_f64(plane)) as f32
     };
     let sums = if dy.len() >= CHANNEL_SUMS_PAR_MIN && c > 1 {
-        crate::parallel::install(|| (0..c).into_par_iter().map(channel).collect())
+        let mut sums = vec![0.0f32; c];
+        crate::parallel::chunks_mut(&mut sums, 1, 1, |ch, s| s[0] = channel(ch));
+        sums
     } else {
         (0..c).map(channel).collect()
     };

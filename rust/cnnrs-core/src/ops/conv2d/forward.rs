@@ -5,8 +5,6 @@
 //! built one panel of output rows at a time. The kernels see one image of
 //! one group; the driver [`run`] splits the batch and the groups.
 
-use rayon::prelude::*;
-
 use super::direct::{self, Direct};
 use super::params::Conv2dGeom;
 use super::wide::{ValidCols, WideGeom, SLACK};
@@ -319,11 +317,8 @@ pub(crate) fn run(
     // buffer is dropped unread.
     let all = unsafe { spare_slice(&mut out, numel) };
     match tuning.par_tasks(tasks, gm.flops()) {
-        Some(min_len) => crate::parallel::install(|| {
-            all.par_chunks_mut(out_chunk)
-                .with_min_len(min_len)
-                .enumerate()
-                .try_for_each(|(t, o)| task(t, o, tuning.mm(false)))
+        Some(min_len) => crate::parallel::try_chunks_mut(all, out_chunk, min_len, |t, o| {
+            task(t, o, tuning.mm(false))
         })?,
         None => {
             for (t, o) in all.chunks_mut(out_chunk).enumerate() {

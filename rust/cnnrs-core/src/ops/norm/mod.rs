@@ -15,8 +15,6 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::autograd::{Backward, Var};
 use crate::error::{fmt_shape, Result};
 use crate::tensor::Tensor;
@@ -67,7 +65,10 @@ fn check_vec(name: &str, v: Option<&Tensor>, c: usize, xs: &[usize]) -> Result<(
 fn per_plane<T: Send>(len: usize, hw: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
     let planes = len.checked_div(hw).unwrap_or(0);
     if len >= 1 << 15 {
-        crate::parallel::install(|| (0..planes).into_par_iter().map(&f).collect())
+        let mut out: Vec<Option<T>> = (0..planes).map(|_| None).collect();
+        let group = ((1 << 14) / hw.max(1)).max(1);
+        crate::parallel::chunks_mut(&mut out, 1, group, |i, o| o[0] = Some(f(i)));
+        out.into_iter().flatten().collect()
     } else {
         (0..planes).map(f).collect()
     }
@@ -117,7 +118,8 @@ fn apply(x: &[f32], n: usize, c: usize, hw: usize, scale: &[f32], shift: &[f32])
         }
     };
     if n * c * hw >= 1 << 15 {
-        crate::parallel::install(|| y.par_chunks_mut(hw).enumerate().for_each(plane));
+        let group = ((1 << 14) / hw.max(1)).max(1);
+        crate::parallel::chunks_mut(&mut y, hw, group, |i, o| plane((i, o)));
     } else {
         y.chunks_mut(hw).enumerate().for_each(plane);
     }
@@ -273,7 +275,8 @@ pub fn backward(
             }
         };
         if xd.len() >= 1 << 15 {
-            crate::parallel::install(|| dx.par_chunks_mut(hw).enumerate().for_each(plane));
+            let group = ((1 << 14) / hw.max(1)).max(1);
+            crate::parallel::chunks_mut(&mut dx, hw, group, |i, o| plane((i, o)));
         } else {
             dx.chunks_mut(hw).enumerate().for_each(plane);
         }

@@ -11,8 +11,6 @@
 //! Both are linear, so backward spreads `g / divisor` over each window.
 //! Parallel over the `n*c` planes.
 
-use rayon::prelude::*;
-
 use super::params::out_dim;
 use crate::autograd::{Backward, Var};
 use crate::error::{fmt_shape, Result};
@@ -197,7 +195,8 @@ fn run_forward(x: &Tensor, plan: &Plan) -> Result<Tensor> {
             }
         };
         if x.numel() >= PAR_MIN {
-            crate::parallel::install(|| out.par_chunks_mut(plane_out).enumerate().for_each(body));
+            let group = (PAR_MIN / plane_out.max(1)).max(1);
+            crate::parallel::chunks_mut(&mut out, plane_out, group, |i, o| body((i, o)));
         } else {
             out.chunks_mut(plane_out).enumerate().for_each(body);
         }
@@ -223,7 +222,8 @@ fn run_backward(g: &Tensor, plan: &Plan) -> Result<Tensor> {
             }
         };
         if dx.len() >= PAR_MIN {
-            crate::parallel::install(|| dx.par_chunks_mut(plane_in).enumerate().for_each(body));
+            let group = (PAR_MIN / plane_in.max(1)).max(1);
+            crate::parallel::chunks_mut(&mut dx, plane_in, group, |i, d| body((i, d)));
         } else {
             dx.chunks_mut(plane_in).enumerate().for_each(body);
         }

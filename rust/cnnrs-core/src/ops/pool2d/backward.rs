@@ -5,8 +5,6 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::forward::planes_per_task;
 use crate::ops::conv2d::zero_init;
 
@@ -47,11 +45,8 @@ pub(crate) fn backward_kernel(
                 scatter(t * 8, gi);
             }
         }
-        Some(ppt) => crate::parallel::install(|| {
-            grad_in
-                .par_chunks_mut(ppt * plane_in)
-                .enumerate()
-                .for_each(|(t, gi)| scatter(t * ppt, gi));
-        }),
+        Some(ppt) => {
+            crate::parallel::chunks_mut(grad_in, ppt * plane_in, 1, |t, gi| scatter(t * ppt, gi))
+        }
     }
 }

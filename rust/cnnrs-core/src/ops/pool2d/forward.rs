@@ -7,8 +7,6 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::params::Pool2dGeometry;
 use crate::ops::conv2d::zero_init;
 
@@ -28,8 +26,7 @@ const SERIAL_PLANES: usize = 8;
 /// balance out.
 pub(crate) fn planes_per_task(planes: usize, work: usize) -> Option<usize> {
     let threads = crate::parallel::get_num_threads();
-    if threads <= 1 || planes < 2 || work < PAR_MIN_WORK || rayon::current_thread_index().is_some()
-    {
+    if threads <= 1 || planes < 2 || work < PAR_MIN_WORK || crate::parallel::in_parallel_region() {
         return None;
     }
     Some(planes.div_ceil(threads * 4).max(1))
@@ -375,21 +372,16 @@ pub(crate) fn forward_kernel(
         }
         (Some(idx), Some(ppt)) => {
             let len = ppt * g.plane_out();
-            crate::parallel::install(|| {
-                out.par_chunks_mut(len)
-                    .zip(idx.par_chunks_mut(len))
-                    .enumerate()
-                    .for_each(|(t, (o, i))| {
-                        pool_chunk::<true>(x, g, t * ppt, zero_init(o), zero_init(i))
-                    });
+            let mut pairs: Vec<_> = out.chunks_mut(len).zip(idx.chunks_mut(len)).collect();
+            crate::parallel::chunks_mut(&mut pairs, 1, 1, |t, p| {
+                let (o, i) = &mut p[0];
+                pool_chunk::<true>(x, g, t * ppt, zero_init(o), zero_init(i))
             });
         }
         (None, Some(ppt)) => {
             let len = ppt * g.plane_out();
-            crate::parallel::install(|| {
-                out.par_chunks_mut(len)
-                    .enumerate()
-                    .for_each(|(t, o)| pool_chunk::<false>(x, g, t * ppt, zero_init(o), &mut []));
+            crate::parallel::chunks_mut(out, len, 1, |t, o| {
+                pool_chunk::<false>(x, g, t * ppt, zero_init(o), &mut [])
             });
         }
     }
