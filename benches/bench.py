@@ -667,6 +667,9 @@ def main(argv=None) -> int:
                 run_pool(ctx)
             if args.suite in ("models", "all"):
                 run_models(ctx)
+            switches, serial = _native.serial_fallback()
+            note(f"threads={threads}: the pool fell back to serial execution {switches} "
+                 f"time(s) so far (serial at the end: {serial}; see README, Benchmarks)")
     return 0
 
 
