@@ -1,7 +1,6 @@
 //! Reductions shared by the ops: float64 sums of float32 runs, fast and in
 //! a fixed order (reproducible, the same on every SIMD family).
 
-use rayon::prelude::*;
 
 /// The sum of `v` in float64, in 32 interleaved partial sums (a fixed
 /// order, so the result is reproducible and the same on every SIMD path;
@@ -47,6 +46,9 @@ pub(crate) fn sum_f64_par(v: &[f32]) -> f64 {
     if v.len() <= 2 * BLOCK {
         return sum_f64(v);
     }
-    let parts: Vec<f64> = crate::parallel::install(|| v.par_chunks(BLOCK).map(sum_f64).collect());
+    let mut parts = vec![0.0f64; v.len().div_ceil(BLOCK)];
+    crate::parallel::chunks_mut(&mut parts, 1, 1, |i, s| {
+        s[0] = sum_f64(&v[i * BLOCK..((i + 1) * BLOCK).min(v.len())])
+    });
     parts.iter().sum()
 }

@@ -111,7 +111,6 @@ impl Adam {
 }
 
 fn update(p: &mut [f32], g: &[f32], s: &mut State, cfg: &AdamConfig) {
-    use rayon::prelude::*;
     let t = s.step as i32;
     let bc1 = 1.0 - (cfg.beta1 as f64).powi(t);
     let bc2 = 1.0 - (cfg.beta2 as f64).powi(t);
@@ -140,22 +139,19 @@ fn update(p: &mut [f32], g: &[f32], s: &mut State, cfg: &AdamConfig) {
     let State { m, v, vmax, .. } = s;
     if p.len() < PAR_MIN {
         run(p, g, m, v, vmax);
-    } else if cfg.amsgrad {
-        crate::parallel::install(|| {
-            p.par_chunks_mut(BLOCK)
-                .zip(g.par_chunks(BLOCK))
-                .zip(m.par_chunks_mut(BLOCK))
-                .zip(v.par_chunks_mut(BLOCK))
-                .zip(vmax.par_chunks_mut(BLOCK))
-                .for_each(|((((p, g), m), v), vmax)| run(p, g, m, v, vmax))
-        });
     } else {
-        crate::parallel::install(|| {
-            p.par_chunks_mut(BLOCK)
-                .zip(g.par_chunks(BLOCK))
-                .zip(m.par_chunks_mut(BLOCK))
-                .zip(v.par_chunks_mut(BLOCK))
-                .for_each(|(((p, g), m), v)| run(p, g, m, v, &mut []))
+        // Without AMSGrad `vmax` is empty: every block gets an empty slice.
+        let mut vmax_blocks = vmax.chunks_mut(BLOCK);
+        let mut blocks: Vec<_> = p
+            .chunks_mut(BLOCK)
+            .zip(g.chunks(BLOCK))
+            .zip(m.chunks_mut(BLOCK))
+            .zip(v.chunks_mut(BLOCK))
+            .map(|(((p, g), m), v)| (p, g, m, v, vmax_blocks.next().unwrap_or_default()))
+            .collect();
+        crate::parallel::chunks_mut(&mut blocks, 1, 1, |_, blk| {
+            let (p, g, m, v, vmax) = &mut blk[0];
+            run(p, g, m, v, vmax)
         });
     }
 }

@@ -9,7 +9,6 @@
 //! p = p - lr * d
 //! ```
 
-use rayon::prelude::*;
 
 use super::{BLOCK, PAR_MIN};
 use crate::arg_err;
@@ -107,11 +106,8 @@ fn update(p: &mut [f32], g: &[f32], buf: &mut Option<Vec<f32>>, cfg: &SgdConfig)
             )
         };
         if par {
-            crate::parallel::install(|| {
-                p.par_chunks_mut(BLOCK)
-                    .zip(g.par_chunks(BLOCK))
-                    .for_each(|(p, g)| run(p, g))
-            });
+            let mut blocks: Vec<_> = p.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).collect();
+            crate::parallel::chunks_mut(&mut blocks, 1, 1, |_, b| run(b[0].0, b[0].1));
         } else {
             run(p, g);
         }
@@ -131,11 +127,14 @@ fn update(p: &mut [f32], g: &[f32], buf: &mut Option<Vec<f32>>, cfg: &SgdConfig)
         )
     };
     if par {
-        crate::parallel::install(|| {
-            p.par_chunks_mut(BLOCK)
-                .zip(g.par_chunks(BLOCK))
-                .zip(b.par_chunks_mut(BLOCK))
-                .for_each(|((p, g), b)| run(p, g, b))
+        let mut blocks: Vec<_> = p
+            .chunks_mut(BLOCK)
+            .zip(g.chunks(BLOCK))
+            .zip(b.chunks_mut(BLOCK))
+            .collect();
+        crate::parallel::chunks_mut(&mut blocks, 1, 1, |_, blk| {
+            let ((p, g), b) = &mut blk[0];
+            run(p, g, b)
         });
     } else {
         run(p, g, b);

@@ -17,7 +17,6 @@
 //! - `pairs::random_crop_pairs`: joint crop / flip / quarter-turn of image
 //!   and mask pairs for segmentation (same parameters for both).
 
-use rayon::prelude::*;
 
 use crate::error::{fmt_shape, Result};
 use crate::rng::with_rng;
@@ -45,7 +44,7 @@ fn par_images(x: &mut [f32], img: usize, f: impl Fn(usize, &mut [f32]) + Sync + 
     if img == 0 {
         return;
     }
-    crate::parallel::install(|| x.par_chunks_mut(img).enumerate().for_each(|(i, c)| f(i, c)));
+    crate::parallel::chunks_mut(x, img, 1, f);
 }
 
 /// Random crop with padding; returns the `[n, c, out_h, out_w]` batch.

@@ -6,7 +6,6 @@
 //! `size_d * inner` floats, and the output interleaves them block by block:
 //! block `o` of the output is block `o` of tensor 0, then of tensor 1, ...
 
-use rayon::prelude::*;
 
 use crate::arg_err;
 use crate::autograd::{Backward, Var};
@@ -98,12 +97,7 @@ pub(crate) fn forward_tuned(xs: &[&Tensor], dim: i64, par_min: usize) -> Result<
         }
     };
     if outer >= 2 && out.numel() >= par_min && crate::parallel::get_num_threads() > 1 {
-        crate::parallel::install(|| {
-            out.data_mut()
-                .par_chunks_mut(block)
-                .enumerate()
-                .for_each(|(o, dst)| fill(o, dst))
-        });
+        crate::parallel::chunks_mut(out.data_mut(), block, 1, fill);
     } else {
         for (o, dst) in out.data_mut().chunks_exact_mut(block).enumerate() {
             fill(o, dst);

@@ -15,7 +15,6 @@
 //! disjoint output chunk; the `[h_in, w_out]` intermediate lives in the
 //! calling thread's reusable scratch buffer.
 
-use rayon::prelude::*;
 
 use crate::autograd::{Backward, Var};
 use crate::error::{fmt_shape, Result};
@@ -64,16 +63,11 @@ fn for_planes(
     }
     // At least ~PAR_MIN_WORK/16 of work per rayon split.
     let min_len = ((par_min_work / 16) / work.max(1)).clamp(1, planes);
-    crate::parallel::install(|| {
-        out.par_chunks_mut(plane)
-            .with_min_len(min_len)
-            .enumerate()
-            .try_for_each(|(i, o)| {
-                with_scratch(scratch, |tmp| {
-                    f(i, o, tmp);
-                    Ok(())
-                })
-            })
+    crate::parallel::try_chunks_mut(out, plane, min_len, |i, o| {
+        with_scratch(scratch, |tmp| {
+            f(i, o, tmp);
+            Ok(())
+        })
     })
 }
 
