@@ -33,7 +33,18 @@ struct Inner {
 impl Inner {
     /// True when this call's parallel work should run serially.
     fn serial_now(&self) -> bool {
-        contention::serial_now(&self.tids, self.threads, self.fallback)
+        contention::serial_now(self.threads, self.fallback)
+    }
+
+    /// After a parallel call: queues a check of the threads' waits on the
+    /// pool when one is due (see `contention`).
+    fn after_parallel(&self) {
+        contention::after_parallel(
+            |job| self.pool.spawn(job),
+            &self.tids,
+            self.threads,
+            self.fallback,
+        );
     }
 }
 
@@ -284,7 +295,9 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if inner.serial_now() {
         return inner.solo.install(f);
     }
-    inner.pool.install(f)
+    let r = inner.pool.install(f);
+    inner.after_parallel();
+    r
 }
 
 thread_local! {
@@ -325,6 +338,7 @@ pub fn for_each_index_pooled(n: usize, f: impl Fn(usize) + Sync + Send) {
         return;
     }
     inner.pool.install(|| (0..n).into_par_iter().for_each(f));
+    inner.after_parallel();
 }
 
 /// The state [`for_each_index`] shares with the pool's helpers.
@@ -473,6 +487,7 @@ pub fn for_each_index(n: usize, every_thread: bool, f: impl Fn(usize) + Sync) {
             std::thread::park_timeout(std::time::Duration::from_millis(1));
         }
     }
+    inner.after_parallel();
     let panic = tasks.panic.lock().ok().and_then(|mut p| p.take());
     if let Some(p) = panic {
         std::panic::resume_unwind(p);

@@ -1,7 +1,6 @@
 //! Reductions shared by the ops: float64 sums of float32 runs, fast and in
 //! a fixed order (reproducible, the same on every SIMD family).
 
-
 /// The sum of `v` in float64, in 32 interleaved partial sums (a fixed
 /// order, so the result is reproducible and the same on every SIMD path;
 /// independent vector chains, so the adds do not wait on each other),

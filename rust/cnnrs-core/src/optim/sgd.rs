@@ -9,7 +9,6 @@
 //! p = p - lr * d
 //! ```
 
-
 use super::{BLOCK, PAR_MIN};
 use crate::arg_err;
 use crate::autograd::Var;

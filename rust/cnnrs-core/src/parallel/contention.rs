@@ -42,7 +42,7 @@
 //! turns it off (read when a pool is built).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// Nanoseconds between checks of the threads' waits.
@@ -63,12 +63,13 @@ pub(super) const STREAK: u32 = 3;
 static SERIAL: AtomicBool = AtomicBool::new(false);
 /// When the next check is due, in nanoseconds since [`epoch`].
 static NEXT_CHECK: AtomicU64 = AtomicU64::new(0);
+/// When the current serial hold ends.
+static HOLD_UNTIL: AtomicU64 = AtomicU64::new(0);
 /// Switches to serial execution so far in this process.
 static FALLBACKS: AtomicU64 = AtomicU64::new(0);
 static MONITOR: Mutex<Monitor> = Mutex::new(Monitor {
     backoff: Backoff::new(),
     settle: false,
-    last_check: 0,
     waits: Vec::new(),
 });
 
@@ -145,14 +146,8 @@ struct Monitor {
     /// the pool wakes from a serial hold reads high (idle threads of the
     /// one-thread pool still yielding the core; 0.55-0.98 seen, quiet).
     settle: bool,
-    last_check: u64,
-    /// Run-queue wait (ns) of each pool thread at the last check.
-    waits: Vec<(i32, u64)>,
-}
-
-thread_local! {
-    /// This (calling) thread's run-queue wait and the time it was read.
-    static OWN: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+    /// Run-queue wait (ns) of each thread at its last reading, and when.
+    waits: Vec<(i32, u64, u64)>,
 }
 
 /// Run-queue wait of a thread in nanoseconds (`schedstat`'s second field);
@@ -203,76 +198,108 @@ pub(super) fn own_tid() -> i32 {
     0
 }
 
-/// True when parallel work should run serially now. `tids` are the pool's
-/// threads, `threads` its size; `enabled` false keeps the pool parallel.
-pub(super) fn serial_now(tids: &Mutex<Vec<i32>>, threads: usize, enabled: bool) -> bool {
+/// True when parallel work should run serially now: a flag read, and
+/// when a serial hold has run out, the switch back to parallel (a probe).
+/// `threads` is the pool's size; `enabled` false keeps the pool parallel.
+pub(super) fn serial_now(threads: usize, enabled: bool) -> bool {
     if !enabled || !cfg!(target_os = "linux") || threads < 2 {
         return false;
     }
-    let now = now_ns();
-    if now < NEXT_CHECK.load(Ordering::Relaxed) {
-        return SERIAL.load(Ordering::Relaxed);
+    if !SERIAL.load(Ordering::Relaxed) {
+        return false;
     }
-    // One thread checks at a time; the others go on with the mode in force.
+    if now_ns() < HOLD_UNTIL.load(Ordering::Relaxed) {
+        return true;
+    }
     let Ok(mut m) = MONITOR.try_lock() else {
         return SERIAL.load(Ordering::Relaxed);
     };
-    NEXT_CHECK.store(now + CHECK, Ordering::Relaxed);
-    let was_serial = m.backoff.serial;
-    let waiting = if was_serial {
-        None
-    } else if std::mem::take(&mut m.settle) {
-        let _ = measure(&mut m, tids, now);
-        None
-    } else {
-        measure(&mut m, tids, now)
-            // High waits with no other process runnable are the pool's own
-            // threads in each other's way (idle ones yielding, a caller with
-            // a helper per pool thread): not a reason to fall back.
-            .filter(|&w| w < WAIT_FRAC || others_running().is_none_or(|o| o >= 1))
-    };
-    let serial = m.backoff.step(now, waiting, threads - 1);
-    if was_serial && !serial {
-        // A probe starts: measure from the next check on.
+    let serial = m.backoff.step(now_ns(), None, threads - 1);
+    if !serial {
+        // A probe starts: the next check only takes baselines.
         m.settle = true;
-    }
-    if serial && !was_serial {
-        FALLBACKS.fetch_add(1, Ordering::Relaxed);
+        NEXT_CHECK.store(now_ns() + CHECK, Ordering::Relaxed);
     }
     SERIAL.store(serial, Ordering::Relaxed);
     serial
 }
 
-/// The pool threads' and this thread's summed run-queue wait per wall
-/// second since their last readings, and new baselines. `None` when the
-/// kernel gives no counts or there is no earlier reading.
-fn measure(m: &mut Monitor, tids: &Mutex<Vec<i32>>, now: u64) -> Option<f64> {
-    let tids: Vec<i32> = tids.lock().map(|t| t.clone()).unwrap_or_default();
-    let span = now.saturating_sub(m.last_check);
+/// Called after a parallel call: when a check is due, queues it on the
+/// pool (`spawn`), so reading the counts (tens of microseconds: procfs)
+/// never delays a caller. `caller` is the calling thread's id, `tids` the
+/// pool's threads.
+pub(super) fn after_parallel(
+    spawn: impl FnOnce(Box<dyn FnOnce() + Send>),
+    tids: &Arc<Mutex<Vec<i32>>>,
+    threads: usize,
+    enabled: bool,
+) {
+    if !enabled || !cfg!(target_os = "linux") || threads < 2 || SERIAL.load(Ordering::Relaxed) {
+        return;
+    }
+    let now = now_ns();
+    let due = NEXT_CHECK.load(Ordering::Relaxed);
+    if now < due
+        || NEXT_CHECK
+            .compare_exchange(due, now + CHECK, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let caller = own_tid();
+    let tids = Arc::clone(tids);
+    spawn(Box::new(move || check(&tids, caller, threads)));
+}
+
+/// One check (on a pool thread): measures the waits since the last check
+/// and steps the state machine.
+fn check(tids: &Mutex<Vec<i32>>, caller: i32, threads: usize) {
+    let Ok(mut m) = MONITOR.lock() else {
+        return;
+    };
+    if m.backoff.serial {
+        return; // holds end in `serial_now`
+    }
+    let now = now_ns();
+    let mut ids: Vec<i32> = tids.lock().map(|t| t.clone()).unwrap_or_default();
+    ids.push(caller);
+    let measured = measure(&mut m, &ids, now);
+    let waiting = if std::mem::take(&mut m.settle) {
+        None
+    } else {
+        // High waits with no other process runnable are the pool's own
+        // threads in each other's way (idle ones yielding, a caller with a
+        // helper per pool thread): not a reason to fall back.
+        measured.filter(|&w| w < WAIT_FRAC || others_running().is_none_or(|o| o >= 1))
+    };
+    let serial = m.backoff.step(now, waiting, threads - 1);
+    if serial {
+        FALLBACKS.fetch_add(1, Ordering::Relaxed);
+        HOLD_UNTIL.store(m.backoff.until, Ordering::Relaxed);
+    }
+    SERIAL.store(serial, Ordering::Relaxed);
+}
+
+/// The summed run-queue wait per wall second of the threads `ids` since
+/// their last readings (each over its own span; readings over a second
+/// old are skipped: idle time would dilute them), and new baselines. `None`
+/// when the kernel gives no counts or no thread has an earlier reading.
+fn measure(m: &mut Monitor, ids: &[i32], now: u64) -> Option<f64> {
     let mut frac = None::<f64>;
-    let mut waits = Vec::with_capacity(tids.len());
-    for tid in tids {
+    let mut waits = Vec::with_capacity(ids.len());
+    for &tid in ids {
         let Some(w) = read_wait(&format!("/proc/self/task/{tid}/schedstat")) else {
             continue;
         };
-        if let Some(&(_, before)) = m.waits.iter().find(|(t, _)| *t == tid) {
-            if span > 0 && m.last_check > 0 {
+        if let Some(&(_, before, at)) = m.waits.iter().find(|(t, ..)| *t == tid) {
+            let span = now.saturating_sub(at);
+            if span > 0 && span <= 100 * CHECK {
                 *frac.get_or_insert(0.0) += w.saturating_sub(before) as f64 / span as f64;
             }
         }
-        waits.push((tid, w));
+        waits.push((tid, w, now));
     }
     m.waits = waits;
-    m.last_check = now;
-    if let Some(w) = read_wait("/proc/thread-self/schedstat") {
-        if let Some((at, before)) = OWN.with(|c| c.replace(Some((now, w)))) {
-            let own_span = now.saturating_sub(at);
-            // An old reading spans idle time the pool's did not: skip it.
-            if own_span > 0 && own_span <= 4 * span.max(CHECK) {
-                *frac.get_or_insert(0.0) += w.saturating_sub(before) as f64 / own_span as f64;
-            }
-        }
-    }
     frac
 }
 
@@ -301,11 +328,13 @@ pub(super) fn force(mode: Option<bool>) {
                 streak: 0,
             };
             SERIAL.store(s, Ordering::Relaxed);
+            HOLD_UNTIL.store(u64::MAX, Ordering::Relaxed);
             NEXT_CHECK.store(u64::MAX, Ordering::Relaxed);
         }
         None => {
             m.backoff = Backoff::new();
             SERIAL.store(false, Ordering::Relaxed);
+            HOLD_UNTIL.store(0, Ordering::Relaxed);
             NEXT_CHECK.store(0, Ordering::Relaxed);
         }
     }

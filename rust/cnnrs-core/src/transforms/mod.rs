@@ -17,7 +17,6 @@
 //! - `pairs::random_crop_pairs`: joint crop / flip / quarter-turn of image
 //!   and mask pairs for segmentation (same parameters for both).
 
-
 use crate::error::{fmt_shape, Result};
 use crate::rng::with_rng;
 use crate::{arg_err, shape_err};

@@ -6,7 +6,6 @@
 //! `size_d * inner` floats, and the output interleaves them block by block:
 //! block `o` of the output is block `o` of tensor 0, then of tensor 1, ...
 
-
 use crate::arg_err;
 use crate::autograd::{Backward, Var};
 use crate::error::{fmt_shape, Result};

@@ -15,7 +15,6 @@
 //! disjoint output chunk; the `[h_in, w_out]` intermediate lives in the
 //! calling thread's reusable scratch buffer.
 
-
 use crate::autograd::{Backward, Var};
 use crate::error::{fmt_shape, Result};
 use crate::ops::conv2d::with_scratch;
