@@ -432,22 +432,9 @@ pub fn for_each_index(n: usize, every_thread: bool, f: impl Fn(usize) + Sync) {
         return;
     }
     let inner = current();
-    if inner.serial_now() {
-        // As in a parallel run: nested parallel calls stay on this thread,
-        // and every task runs before the first panic is re-raised.
-        IN_TASKS.with(|c| c.set(true));
-        let mut first = None;
-        for i in 0..n {
-            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))) {
-                first.get_or_insert(p);
-            }
-        }
-        IN_TASKS.with(|c| c.set(false));
-        if let Some(p) = first {
-            std::panic::resume_unwind(p);
-        }
-        return;
-    }
+    // While other processes hold the cores the caller runs every task (the
+    // same loop, so panics and nested calls behave as in a parallel run).
+    let serial = inner.serial_now();
     let f_ref: &(dyn Fn(usize) + Sync) = &f;
     // SAFETY: only the lifetime is erased. A helper dereferences the
     // pointer only for a task `i < n` it claimed, before counting it in
@@ -468,7 +455,11 @@ pub fn for_each_index(n: usize, every_thread: bool, f: impl Fn(usize) + Sync) {
         caller: std::thread::current(),
         panic: std::sync::Mutex::new(None),
     });
-    let helpers = if every_thread { threads } else { threads - 1 };
+    let helpers = match (serial, every_thread) {
+        (true, _) => 0,
+        (false, true) => threads,
+        (false, false) => threads - 1,
+    };
     for _ in 0..helpers.min(n - 1) {
         let t = Arc::clone(&tasks);
         inner.pool.spawn(move || t.work());
@@ -487,20 +478,30 @@ pub fn for_each_index(n: usize, every_thread: bool, f: impl Fn(usize) + Sync) {
             std::thread::park_timeout(std::time::Duration::from_millis(1));
         }
     }
-    inner.after_parallel();
+    if !serial {
+        inner.after_parallel();
+    }
     let panic = tasks.panic.lock().ok().and_then(|mut p| p.take());
     if let Some(p) = panic {
         std::panic::resume_unwind(p);
     }
 }
 
-/// A raw pointer that tasks on other threads may use: [`try_chunks_mut`]
-/// hands each task disjoint chunks of the slice it points into.
-struct SendPtr<T>(*mut T);
-// SAFETY: only used to rebuild disjoint subslices of a `&mut [T]` with
-// `T: Send`, each touched by one task at a time.
+/// A raw pointer into a `&mut [T]` that parallel tasks may share: each task
+/// dereferences only its own disjoint part of the slice, while the owning
+/// borrow lasts for the whole parallel call ([`try_chunks_mut`], the GEMM's
+/// tiles of C).
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+// SAFETY: only used as described above: disjoint parts of a `&mut [T]`
+// with `T: Send`, each touched by one task at a time.
 unsafe impl<T: Send> Send for SendPtr<T> {}
-// SAFETY: as above.
+// SAFETY: as above; shared references only copy the pointer value.
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 /// Runs `f(i, chunk_i)` over the `len`-element chunks of `out` (the last
@@ -560,11 +561,11 @@ pub fn chunks_mut<T: Send>(
     });
 }
 
-/// Forces serial (`Some(true)`) or parallel (`Some(false)`) execution for
-/// tests, until called with `None`.
+/// For tests: `true` holds serial execution until called with `false`,
+/// which lets the monitor decide again.
 #[cfg(test)]
-pub(crate) fn force_serial(mode: Option<bool>) {
-    contention::force(mode)
+pub(crate) fn force_serial(on: bool) {
+    contention::force(on)
 }
 
 /// Runs `f(i, block_i)` over the `block`-element blocks of `out` (the last
@@ -760,7 +761,7 @@ mod tests {
     #[test]
     fn forced_serial_runs_on_the_caller_and_one_thread() {
         set_num_threads(get_num_threads().max(2));
-        force_serial(Some(true));
+        force_serial(true);
         let me = std::thread::current().id();
         let on_caller = AtomicUsize::new(0);
         let nested = AtomicUsize::new(0);
@@ -779,7 +780,7 @@ mod tests {
                 *x = (off + i) as f32;
             }
         });
-        force_serial(None);
+        force_serial(false);
         assert!(!in_parallel_region());
         assert_eq!(on_caller.load(Ordering::Relaxed), 64);
         assert_eq!(nested.load(Ordering::Relaxed), 64);

@@ -500,7 +500,7 @@ fn gemm_impl<B: BSource>(
     let cols_per = n.div_ceil(nr).div_ceil(gn) * nr;
     let gm = m.div_ceil(rows_per);
     let gn = n.div_ceil(cols_per);
-    let c_ptr = SendPtr(c.as_mut_ptr());
+    let c_ptr = crate::parallel::SendPtr(c.as_mut_ptr());
     let run = |t: usize| {
         let (ti, tj) = (t / gn, t % gn);
         let (r0, c0) = (ti * rows_per, tj * cols_per);
@@ -555,16 +555,6 @@ const CALLER_TASKS_MAX_FLOPS: usize = 1 << 28;
 /// below it the extra wake-up costs more than it can save (sgemm_256, 2^25
 /// flops: 0.144 -> 0.146-0.153 ms with it).
 const EVERY_THREAD_MIN_FLOPS: usize = 1 << 26;
-
-/// A raw pointer that may cross to pool threads (tasks write disjoint tiles).
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the pointer is only dereferenced by `gemm_par_with`'s tasks, each
-// on its own disjoint tile of C, while the owning `&mut [f32]` is borrowed
-// for the whole parallel region.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above; shared references only copy the pointer value.
-unsafe impl Sync for SendPtr {}
 
 /// Picks a `gm x gn` grid of C tiles with about `want` tiles that minimises
 /// the packing traffic `k*(m*gn + n*gm)` (every tile packs its own rows of A

@@ -99,7 +99,7 @@ fn now_ns() -> u64 {
 }
 
 /// The serial/parallel state machine, apart from how waits are measured.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(super) struct Backoff {
     pub(super) serial: bool,
     /// The current (or next) hold's length.
@@ -377,29 +377,15 @@ pub fn serial() -> bool {
     SERIAL.load(Ordering::Relaxed)
 }
 
-/// Forces the mode for tests: `Some(serial)` holds it until the next call
-/// with `None`, which lets the monitor decide again.
+/// For tests: `true` holds serial execution until called with `false`,
+/// which resets the monitor.
 #[cfg(test)]
-pub(super) fn force(mode: Option<bool>) {
+pub(super) fn force(on: bool) {
     let mut m = MONITOR.lock().unwrap_or_else(|p| p.into_inner());
-    match mode {
-        Some(s) => {
-            m.backoff = Backoff {
-                serial: s,
-                hold: HOLD_MAX,
-                until: u64::MAX,
-                probe: None,
-                streak: 0,
-            };
-            SERIAL.store(s, Ordering::Relaxed);
-            HOLD_UNTIL.store(u64::MAX, Ordering::Relaxed);
-            NEXT_CHECK.store(u64::MAX, Ordering::Relaxed);
-        }
-        None => {
-            m.backoff = Backoff::new();
-            SERIAL.store(false, Ordering::Relaxed);
-            HOLD_UNTIL.store(0, Ordering::Relaxed);
-            NEXT_CHECK.store(0, Ordering::Relaxed);
-        }
-    }
+    m.backoff = Backoff::new();
+    m.backoff.serial = on;
+    m.backoff.until = if on { u64::MAX } else { 0 };
+    SERIAL.store(on, Ordering::Relaxed);
+    HOLD_UNTIL.store(m.backoff.until, Ordering::Relaxed);
+    NEXT_CHECK.store(if on { u64::MAX } else { 0 }, Ordering::Relaxed);
 }

@@ -452,10 +452,10 @@ fn repeated_runs_are_bit_identical() {
         // The middle run serially, as while other processes hold the cores:
         // the same splits, so the same bits.
         for serial in [false, true, false] {
-            crate::parallel::force_serial(serial.then_some(true));
+            crate::parallel::force_serial(serial);
             let y2 = forward_tuned(&x, &w, Some(&b), &p, false, t).unwrap();
             let g2 = backward_tuned(&x, &w, &dy, &p, Conv2dNeeds::ALL, t).unwrap();
-            crate::parallel::force_serial(None);
+            crate::parallel::force_serial(false);
             assert_eq!(bits(&y1), bits(&y2), "forward {name} serial {serial}");
             for (a, b) in [
                 (&g1.input, &g2.input),
